@@ -1,0 +1,164 @@
+"""Versioned model bundles: the route classifier plus a manifest, and the thresholds it was shipped with.
+
+A bundle is a directory::
+
+    manifest.json     format, version, embedder {name, dimension}, routes, costs, calibration,
+                      training {data_sha256, split, rows, options}, libraries, metrics
+    classifier.npz    linear heads and calibrator knots (plain arrays, loaded without pickle)
+    thresholds.json   the default thresholds chosen at training time
+
+The version is ``<UTC date>-<first 10 hex of the classifier's sha256>``, so equal weights give equal versions.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import platform
+import tempfile
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from models.classifier import Calibrator, RouteClassifier
+from models.policy import Thresholds
+from models.routes import ROUTES
+
+FORMAT = 1
+MANIFEST, CLASSIFIER, THRESHOLDS = "manifest.json", "classifier.npz", "thresholds.json"
+LIBRARIES = ("numpy", "scikit-learn", "sentence-transformers", "torch", "transformers")
+
+
+class BundleError(RuntimeError):
+    """A bundle is missing, corrupt, or does not fit the configured embedder. The message names the file."""
+
+
+@dataclass(frozen=True)
+class Bundle:
+    classifier: RouteClassifier
+    manifest: dict[str, Any]
+
+    @property
+    def version(self) -> str:
+        return str(self.manifest["version"])
+
+
+def default_bundle_dir() -> Path:
+    """The bundle trained on the benchmark's ``dev_500`` split, shipped inside the ``models`` package."""
+    return Path(__file__).parent / "default_bundle"
+
+
+def library_versions() -> dict[str, str]:
+    versions = {"python": platform.python_version()}
+    for name in LIBRARIES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "absent"
+    return versions
+
+
+def _classifier_bytes(classifier: RouteClassifier) -> bytes:
+    arrays: dict[str, np.ndarray[Any, Any]] = {"weights": classifier.weights, "biases": classifier.biases}
+    for route, calibrator in zip(ROUTES, classifier.calibrators, strict=True):
+        arrays[f"{route}_x"], arrays[f"{route}_y"] = calibrator.knots_x, calibrator.knots_y
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    return buffer.getvalue()
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Writes via a temporary file in the same directory and a rename, so readers never see a partial file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", delete=False) as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    Path(handle.name).replace(path)
+
+
+def save_bundle(
+    directory: Path, classifier: RouteClassifier, thresholds: Thresholds, manifest_fields: dict[str, Any]
+) -> Bundle:
+    """Writes a bundle; ``manifest_fields`` adds embedder, calibration, training and metrics entries."""
+    payload = _classifier_bytes(classifier)
+    now = datetime.now(UTC)
+    manifest = {
+        "format": FORMAT,
+        "version": f"{now:%Y%m%d}-{hashlib.sha256(payload).hexdigest()[:10]}",
+        "created_at": now.isoformat(timespec="seconds"),
+        "routes": list(ROUTES),
+        "libraries": library_versions(),
+        **manifest_fields,
+    }
+    atomic_write(directory / CLASSIFIER, payload)
+    atomic_write(directory / THRESHOLDS, thresholds_document(thresholds, "router train", 1))
+    atomic_write(directory / MANIFEST, (json.dumps(manifest, indent=2) + "\n").encode())
+    return Bundle(classifier=classifier, manifest=manifest)
+
+
+def thresholds_document(thresholds: Thresholds, updated_by: str, version: int) -> bytes:
+    document = {
+        "version": version,
+        "thresholds": thresholds.as_dict(),
+        "updated_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "updated_by": updated_by,
+    }
+    return (json.dumps(document, indent=2) + "\n").encode()
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise BundleError(f"{path}: file not found") from exc
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise BundleError(f"{path}: not valid JSON ({exc})") from exc
+    if not isinstance(document, dict):
+        raise BundleError(f"{path}: expected a JSON object")
+    return document
+
+
+def load_bundle(directory: Path) -> Bundle:
+    manifest = _read_json(directory / MANIFEST)
+    if manifest.get("format") != FORMAT or manifest.get("routes") != list(ROUTES):
+        raise BundleError(f"{directory / MANIFEST}: unsupported format {manifest.get('format')!r} or routes")
+    path = directory / CLASSIFIER
+    try:
+        with np.load(path, allow_pickle=False) as arrays:
+            calibrators = tuple(
+                Calibrator(manifest["calibration"], arrays[f"{route}_x"], arrays[f"{route}_y"]) for route in ROUTES
+            )
+            classifier = RouteClassifier(arrays["weights"], arrays["biases"], calibrators)
+    except FileNotFoundError as exc:
+        raise BundleError(f"{path}: file not found") from exc
+    except (OSError, KeyError, ValueError) as exc:
+        raise BundleError(f"{path}: corrupt classifier ({exc})") from exc
+    expected = manifest.get("embedder", {}).get("dimension")
+    if expected != classifier.dimension:
+        raise BundleError(f"{path}: classifier dimension {classifier.dimension} != manifest's {expected}")
+    return Bundle(classifier=classifier, manifest=manifest)
+
+
+@dataclass(frozen=True)
+class ThresholdsRecord:
+    thresholds: Thresholds
+    version: int
+    updated_at: str
+    updated_by: str
+
+
+def load_thresholds(path: Path) -> ThresholdsRecord:
+    document = _read_json(path)
+    try:
+        thresholds = Thresholds.from_mapping(document["thresholds"])
+        return ThresholdsRecord(thresholds, int(document["version"]), str(document.get("updated_at", "")),
+                                str(document.get("updated_by", "")))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise BundleError(f"{path}: invalid thresholds ({exc})") from exc

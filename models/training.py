@@ -1,0 +1,167 @@
+"""Training the route classifier from labelled outcomes, with honest (out-of-fold) metrics.
+
+Per route, a logistic regression over the query embedding; its regularisation ``C`` is chosen by inner
+cross-validation on log loss, and its calibrator is fitted on inner out-of-fold decision scores (so the calibrator
+never sees scores of questions the linear model was trained on). The reported metrics come from an outer
+cross-validation around that whole procedure. With ``calibration="auto"`` the calibrator (sigmoid or isotonic)
+with the lower out-of-fold Brier score is kept. Default thresholds are chosen on the out-of-fold probabilities to
+maximise ``EM - cost_weight * mean retrieval calls``.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import numpy.typing as npt
+from sklearn.isotonic import IsotonicRegression
+from sklearn.linear_model import LogisticRegression, LogisticRegressionCV
+from sklearn.model_selection import KFold, StratifiedKFold, cross_val_predict
+from tqdm import tqdm
+
+from models.bundle import Bundle, save_bundle
+from models.classifier import CalibrationMethod, Calibrator, RouteClassifier
+from models.embedder import Embedder
+from models.metrics import probability_metrics, routed_outcome
+from models.outcomes import Outcomes
+from models.policy import Thresholds, decide_batch
+from models.routes import ROUTES
+
+FloatArray = npt.NDArray[np.float64]
+METHODS: tuple[CalibrationMethod, ...] = ("sigmoid", "isotonic")
+C_GRID = (0.1, 0.3, 1.0, 3.0, 10.0)
+THRESHOLD_GRID = np.round(np.linspace(0.0, 1.0, 26), 2)
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    calibration: Literal["auto", "sigmoid", "isotonic"] = "auto"
+    folds: int = 5
+    cost_weight: float = 0.01
+    seed: int = 0
+
+
+@dataclass
+class TrainResult:
+    classifier: RouteClassifier
+    thresholds: Thresholds
+    calibration: CalibrationMethod
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+
+def fit_calibrator(scores: FloatArray, outcomes: FloatArray, method: CalibrationMethod) -> Calibrator:
+    if method == "sigmoid":
+        platt = LogisticRegression(C=1e6, max_iter=1000).fit(scores.reshape(-1, 1), outcomes)
+        params = np.array([platt.coef_[0, 0], platt.intercept_[0]])
+        return Calibrator("sigmoid", params, np.zeros(0))
+    iso = IsotonicRegression(out_of_bounds="clip", y_min=0.0, y_max=1.0).fit(scores, outcomes)
+    return Calibrator("isotonic", np.asarray(iso.X_thresholds_, float), np.asarray(iso.y_thresholds_, float))
+
+
+def _folds(outcomes: FloatArray, folds: int, seed: int) -> StratifiedKFold | KFold:
+    smallest_class = int(min(outcomes.sum(), len(outcomes) - outcomes.sum()))
+    if smallest_class >= folds:
+        return StratifiedKFold(folds, shuffle=True, random_state=seed)
+    return KFold(folds, shuffle=True, random_state=seed)
+
+
+def _fit_head(x: FloatArray, y: FloatArray, folds: int, seed: int) -> tuple[LogisticRegression, dict[str, Calibrator]]:
+    """One route's linear model on all of ``x`` and a calibrator of each method fitted on its inner OOF scores."""
+    if y.min() == y.max():
+        raise ValueError("a route is always right or always wrong in the training rows; nothing to learn")
+    inner = _folds(y, folds, seed)
+    search = LogisticRegressionCV(
+        Cs=list(C_GRID), l1_ratios=(0.0,), cv=inner, scoring="neg_log_loss", max_iter=2000, use_legacy_attributes=False
+    ).fit(x, y)
+    model = LogisticRegression(C=float(search.C_), max_iter=2000)
+    scores = cross_val_predict(model, x, y, cv=inner, method="decision_function")
+    model.fit(x, y)
+    return model, {method: fit_calibrator(scores, y, method) for method in METHODS}
+
+
+def fit_classifiers(
+    x: FloatArray, em: FloatArray, folds: int, seed: int
+) -> dict[CalibrationMethod, RouteClassifier]:
+    """A classifier per calibration method; the linear heads are shared, only the calibrators differ."""
+    heads = [_fit_head(x, em[:, i], folds, seed) for i in range(len(ROUTES))]
+    weights = np.vstack([model.coef_[0] for model, _ in heads])
+    biases = np.array([model.intercept_[0] for model, _ in heads])
+    return {m: RouteClassifier(weights, biases, tuple(cal[m] for _, cal in heads)) for m in METHODS}
+
+
+def out_of_fold_probabilities(
+    x: FloatArray, em: FloatArray, options: TrainOptions, progress: bool = False
+) -> dict[CalibrationMethod, FloatArray]:
+    """Outer cross-validation of the whole fitting procedure: honest probabilities for every row."""
+    oof = {method: np.zeros_like(em) for method in METHODS}
+    splits = KFold(options.folds, shuffle=True, random_state=options.seed).split(x)
+    for train, test in tqdm(list(splits), desc="cross-validating", disable=not progress, unit="fold"):
+        for method, classifier in fit_classifiers(x[train], em[train], options.folds, options.seed).items():
+            oof[method][test] = classifier.predict_proba(x[test])
+    return oof
+
+
+def select_thresholds(probabilities: FloatArray, em: FloatArray, cost: FloatArray, cost_weight: float) -> Thresholds:
+    """Grid search for the thresholds maximising ``EM - cost_weight * mean cost`` on the given rows."""
+    rows = np.arange(len(em))
+    best: tuple[float, Thresholds] | None = None
+    grid: Iterable[tuple[float, ...]] = itertools.product(THRESHOLD_GRID, repeat=len(ROUTES))
+    for values in grid:
+        thresholds = Thresholds(*values)
+        choices = decide_batch(probabilities, thresholds)
+        utility = float(em[rows, choices].mean() - cost_weight * cost[rows, choices].mean())
+        if best is None or utility > best[0] + 1e-12:
+            best = (utility, thresholds)
+    assert best is not None
+    return best[1]
+
+
+def train(outcomes: Outcomes, embeddings: FloatArray, options: TrainOptions, progress: bool = False) -> TrainResult:
+    """Fits the classifier on every row and reports out-of-fold metrics, baselines and default thresholds."""
+    oof = out_of_fold_probabilities(embeddings, outcomes.em, options, progress)
+    briers = {m: float(np.mean((oof[m] - outcomes.em) ** 2)) for m in METHODS}
+    method: CalibrationMethod = min(briers, key=briers.__getitem__) if options.calibration == "auto" else (
+        options.calibration
+    )
+    thresholds = select_thresholds(oof[method], outcomes.em, outcomes.cost, options.cost_weight)
+    classifier = fit_classifiers(embeddings, outcomes.em, options.folds, options.seed)[method]
+    n = len(outcomes)
+    fixed = {route: routed_outcome(np.full(n, i), outcomes.em, outcomes.cost) for i, route in enumerate(ROUTES)}
+    oracle_em = float(outcomes.em.max(axis=1).mean())
+    metrics = {
+        "evaluation": f"{options.folds}-fold out-of-fold on the training rows",
+        "rows": n,
+        "brier_by_calibration": {m: round(b, 4) for m, b in briers.items()},
+        "routes": probability_metrics(oof[method], outcomes.em),
+        "routed": routed_outcome(decide_batch(oof[method], thresholds), outcomes.em, outcomes.cost),
+        "fixed_routes": fixed,
+        "oracle_em": round(oracle_em, 4),
+    }
+    return TrainResult(classifier=classifier, thresholds=thresholds, calibration=method, metrics=metrics)
+
+
+def train_bundle(
+    outcomes: Outcomes, split: str, embedder: Embedder, directory: Path, options: TrainOptions, progress: bool = False
+) -> tuple[Bundle, Thresholds]:
+    """Embeds the questions, trains, and writes a bundle (classifier, manifest, default thresholds)."""
+    embeddings = embedder.encode(outcomes.questions, progress=progress).astype(np.float64)
+    result = train(outcomes, embeddings, options, progress)
+    manifest_fields = {
+        "embedder": {"name": embedder.name, "dimension": embedder.dimension},
+        "calibration": result.calibration,
+        "costs": {route: float(np.median(outcomes.cost[:, i])) for i, route in enumerate(ROUTES)},
+        "training": {
+            "data_sha256": outcomes.source_sha256,
+            "split": split,
+            "rows": len(outcomes),
+            "options": asdict(options),
+            "features": "query embedding only",
+        },
+        "metrics": result.metrics,
+    }
+    bundle = save_bundle(directory, result.classifier, result.thresholds, manifest_fields)
+    return bundle, result.thresholds
