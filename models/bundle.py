@@ -80,6 +80,7 @@ def atomic_write(path: Path, data: bytes) -> None:
         handle.write(data)
         handle.flush()
         os.fsync(handle.fileno())
+    Path(handle.name).chmod(0o644)
     Path(handle.name).replace(path)
 
 

@@ -52,7 +52,9 @@ class SentenceTransformerEmbedder:
             raise FileNotFoundError(f"no sentence-transformers model in {model_path} (expected config.json)")
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         from sentence_transformers import SentenceTransformer
+        from transformers.utils import logging as transformers_logging
 
+        transformers_logging.disable_progress_bar()  # the per-tensor "Loading weights" bar
         model = SentenceTransformer(str(model_path), device=device, local_files_only=True)
         dimension = int(model.get_embedding_dimension())
         name = DEFAULT_MODEL_NAME if path is None else model_path.name

