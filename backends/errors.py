@@ -1,11 +1,11 @@
 """Errors raised by backends. The service maps them to HTTP responses in one place.
 
-    BackendError                 any failure talking to a backend
-    ├── BackendTimeout           connect/read/total timeout elapsed
-    ├── BackendUnavailable       connection refused/reset, DNS failure: the server is not reachable
-    ├── UpstreamError            the server answered with an error status (vLLM's {"error": {...}} body parsed)
-    │   └── ModelNotFound        404 for an unknown model or LoRA adapter: a configuration error
-    └── RetrievalError           the document store failed (LanceDB open, search or write)
+BackendError                 any failure talking to a backend
+├── BackendTimeout           connect/read/total timeout elapsed
+├── BackendUnavailable       connection refused/reset, DNS failure: the server is not reachable
+├── UpstreamError            the server answered with an error status (vLLM's {"error": {...}} body parsed)
+│   └── ModelNotFound        404 for an unknown model or LoRA adapter: a configuration error
+└── RetrievalError           the document store failed (LanceDB open, search or write)
 """
 
 from __future__ import annotations

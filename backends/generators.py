@@ -25,8 +25,46 @@ CONTEXT_PROMPT = (
 _WORD = re.compile(r"[a-z0-9]+")
 _SENTENCE = re.compile(r"(?<=[.!?])\s+")
 _STOPWORDS = frozenset(
-    "a an and are as at be by can do does for from has have how i in is it its of on or that the this to was "
-    "what when where which who why with you your".split()
+    {
+        "a",
+        "an",
+        "and",
+        "are",
+        "as",
+        "at",
+        "be",
+        "by",
+        "can",
+        "do",
+        "does",
+        "for",
+        "from",
+        "has",
+        "have",
+        "how",
+        "i",
+        "in",
+        "is",
+        "it",
+        "its",
+        "of",
+        "on",
+        "or",
+        "that",
+        "the",
+        "this",
+        "to",
+        "was",
+        "what",
+        "when",
+        "where",
+        "which",
+        "who",
+        "why",
+        "with",
+        "you",
+        "your",
+    }
 )
 
 
@@ -92,10 +130,11 @@ class ExtractiveGenerator:
     def __init__(self, max_sentences: int = 2) -> None:
         self._max_sentences = max_sentences
 
-    async def generate(self, query: str, route: str, passages: Sequence[Passage]) -> Generation:
+    async def generate(self, query: str, route: str, passages: Sequence[Passage]) -> Generation:  # noqa: ARG002
         if not passages:
-            return Generation("No documents matched the question, so no extractive answer is available.",
-                              self.name, None)
+            return Generation(
+                "No documents matched the question, so no extractive answer is available.", self.name, None
+            )
         wanted = _terms(query)
         scored: list[tuple[float, int, int, str]] = []
         for number, passage in enumerate(passages, start=1):

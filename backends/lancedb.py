@@ -35,17 +35,19 @@ class Passage:
 
 
 def _schema(dimension: int) -> pa.Schema:
-    return pa.schema([
-        pa.field("chunk_id", pa.string(), nullable=False),
-        pa.field("doc_id", pa.string(), nullable=False),
-        pa.field("chunk_index", pa.int32(), nullable=False),
-        pa.field("text", pa.string(), nullable=False),
-        pa.field("title", pa.string()),
-        pa.field("uri", pa.string()),
-        pa.field("content_sha256", pa.string()),
-        pa.field("ingested_at", pa.timestamp("us", tz="UTC")),
-        pa.field("vector", pa.list_(pa.float32(), dimension), nullable=False),
-    ])
+    return pa.schema(
+        [
+            pa.field("chunk_id", pa.string(), nullable=False),
+            pa.field("doc_id", pa.string(), nullable=False),
+            pa.field("chunk_index", pa.int32(), nullable=False),
+            pa.field("text", pa.string(), nullable=False),
+            pa.field("title", pa.string()),
+            pa.field("uri", pa.string()),
+            pa.field("content_sha256", pa.string()),
+            pa.field("ingested_at", pa.timestamp("us", tz="UTC")),
+            pa.field("vector", pa.list_(pa.float32(), dimension), nullable=False),
+        ]
+    )
 
 
 def sql_literal(value: str) -> str:
@@ -112,8 +114,17 @@ class DocumentStore:
         """Replaces every chunk of ``doc_id`` with ``chunks`` in one atomic commit."""
         now = datetime.now(UTC)
         rows = [
-            {"chunk_id": f"{doc_id}#{i}", "doc_id": doc_id, "chunk_index": i, "text": text, "title": title,
-             "uri": uri, "content_sha256": content_sha256, "ingested_at": now, "vector": vector.tolist()}
+            {
+                "chunk_id": f"{doc_id}#{i}",
+                "doc_id": doc_id,
+                "chunk_index": i,
+                "text": text,
+                "title": title,
+                "uri": uri,
+                "content_sha256": content_sha256,
+                "ingested_at": now,
+                "vector": vector.tolist(),
+            }
             for i, (text, vector) in enumerate(zip(chunks, vectors, strict=True))
         ]
         data = pa.Table.from_pylist(rows, schema=_schema(self.dimension))
@@ -133,15 +144,25 @@ class DocumentStore:
 
     async def search(self, vector: npt.NDArray[np.float32], k: int) -> list[Passage]:
         """The ``k`` chunks nearest to ``vector`` by cosine similarity, best first."""
-        columns = ["chunk_id", "doc_id", "text", "title", "uri"]
+        columns = ["chunk_id", "doc_id", "text", "title", "uri", "_distance"]
         try:
-            rows = await self._table.vector_search(vector.tolist()).distance_type("cosine").select(columns).limit(
-                k
-            ).to_list()
+            rows = (
+                await self._table.vector_search(vector.tolist())
+                .distance_type("cosine")
+                .select(columns)
+                .limit(k)
+                .to_list()
+            )
         except Exception as exc:
             raise RetrievalError(f"vector search failed: {exc}") from exc
         return [
-            Passage(chunk_id=r["chunk_id"], doc_id=r["doc_id"], text=r["text"], title=r["title"] or "",
-                    uri=r["uri"] or "", score=round(1.0 - float(r["_distance"]), 4))
+            Passage(
+                chunk_id=r["chunk_id"],
+                doc_id=r["doc_id"],
+                text=r["text"],
+                title=r["title"] or "",
+                uri=r["uri"] or "",
+                score=round(1.0 - float(r["_distance"]), 4),
+            )
             for r in rows
         ]

@@ -93,9 +93,7 @@ class ChatClient:
         body = (await self._send("GET", "/models", None)).json()
         return list(body.get("data", []))
 
-    async def chat(
-        self, model: str, messages: list[ChatMessage], *, max_tokens: int, temperature: float
-    ) -> Completion:
+    async def chat(self, model: str, messages: list[ChatMessage], *, max_tokens: int, temperature: float) -> Completion:
         payload = {
             "model": model,
             "messages": [{"role": m.role, "content": m.content} for m in messages],

@@ -69,7 +69,7 @@ def _classifier_bytes(classifier: RouteClassifier) -> bytes:
     for route, calibrator in zip(ROUTES, classifier.calibrators, strict=True):
         arrays[f"{route}_x"], arrays[f"{route}_y"] = calibrator.knots_x, calibrator.knots_y
     buffer = io.BytesIO()
-    np.savez(buffer, **arrays)
+    np.savez(buffer, **arrays)  # type: ignore[arg-type]  # numpy's stub types **kwds as allow_pickle
     return buffer.getvalue()
 
 
@@ -159,7 +159,11 @@ def load_thresholds(path: Path) -> ThresholdsRecord:
     document = _read_json(path)
     try:
         thresholds = Thresholds.from_mapping(document["thresholds"])
-        return ThresholdsRecord(thresholds, int(document["version"]), str(document.get("updated_at", "")),
-                                str(document.get("updated_by", "")))
+        return ThresholdsRecord(
+            thresholds,
+            int(document["version"]),
+            str(document.get("updated_at", "")),
+            str(document.get("updated_by", "")),
+        )
     except (KeyError, TypeError, ValueError) as exc:
         raise BundleError(f"{path}: invalid thresholds ({exc})") from exc

@@ -36,7 +36,8 @@ class Calibrator:
     def __call__(self, scores: FloatArray) -> FloatArray:
         if self.method == "sigmoid":
             a, c = self.knots_x
-            return 1.0 / (1.0 + np.exp(-(a * scores + c)))
+            sigmoid: FloatArray = 1.0 / (1.0 + np.exp(-(a * scores + c)))
+            return sigmoid
         return np.interp(scores, self.knots_x, self.knots_y)
 
 

@@ -46,7 +46,9 @@ class SentenceTransformerEmbedder:
     _model: object
 
     @classmethod
-    def load(cls, path: Path | None = None, *, device: str = "cpu", batch_size: int = 64) -> SentenceTransformerEmbedder:
+    def load(
+        cls, path: Path | None = None, *, device: str = "cpu", batch_size: int = 64
+    ) -> SentenceTransformerEmbedder:
         model_path = path or default_model_path()
         if not (model_path / "config.json").is_file() and not (model_path / "modules.json").is_file():
             raise FileNotFoundError(f"no sentence-transformers model in {model_path} (expected config.json)")
@@ -54,9 +56,11 @@ class SentenceTransformerEmbedder:
         from sentence_transformers import SentenceTransformer
         from transformers.utils import logging as transformers_logging
 
-        transformers_logging.disable_progress_bar()  # the per-tensor "Loading weights" bar
+        transformers_logging.disable_progress_bar()  # type: ignore[no-untyped-call]  # the per-tensor "Loading weights" bar
         model = SentenceTransformer(str(model_path), device=device, local_files_only=True)
-        dimension = int(model.get_embedding_dimension())
+        dimension = model.get_embedding_dimension()
+        if not dimension:
+            raise ValueError(f"{model_path}: the model does not report an embedding dimension")
         name = DEFAULT_MODEL_NAME if path is None else model_path.name
         return cls(path=model_path, name=name, dimension=dimension, batch_size=batch_size, _model=model)
 

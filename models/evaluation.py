@@ -13,9 +13,9 @@ from models.policy import Thresholds, decide_batch
 from models.routes import ROUTES
 
 
-def evaluate(bundle: Bundle, thresholds: Thresholds, outcomes: Outcomes, embeddings: np.ndarray[Any, Any]) -> dict[
-    str, Any
-]:
+def evaluate(
+    bundle: Bundle, thresholds: Thresholds, outcomes: Outcomes, embeddings: np.ndarray[Any, Any]
+) -> dict[str, Any]:
     probabilities = bundle.classifier.predict_proba(embeddings)
     choices = decide_batch(probabilities, thresholds)
     n = len(outcomes)

@@ -39,8 +39,10 @@ class Thresholds:
         unknown = set(values) - set(ROUTES)
         missing = set(ROUTES) - set(values)
         if unknown or missing:
-            raise ValueError(f"thresholds need exactly the routes {list(ROUTES)}; unknown {sorted(unknown)}, "
-                             f"missing {sorted(missing)}")
+            raise ValueError(
+                f"thresholds need exactly the routes {list(ROUTES)}; unknown {sorted(unknown)}, "
+                f"missing {sorted(missing)}"
+            )
         return cls(**{route: float(values[route]) for route in ROUTES})
 
     def as_dict(self) -> dict[str, float]:
@@ -63,4 +65,5 @@ def decide_batch(probabilities: npt.NDArray[np.float64], thresholds: Thresholds)
     clears = probabilities >= thresholds.as_array()
     first_clear = np.argmax(clears, axis=1)
     most_likely = np.argmax(probabilities, axis=1)
-    return np.where(clears.any(axis=1), first_clear, most_likely).astype(np.intp)
+    choices: npt.NDArray[np.intp] = np.where(clears.any(axis=1), first_clear, most_likely).astype(np.intp)
+    return choices

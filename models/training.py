@@ -83,9 +83,7 @@ def _fit_head(x: FloatArray, y: FloatArray, folds: int, seed: int) -> tuple[Logi
     return model, {method: fit_calibrator(scores, y, method) for method in METHODS}
 
 
-def fit_classifiers(
-    x: FloatArray, em: FloatArray, folds: int, seed: int
-) -> dict[CalibrationMethod, RouteClassifier]:
+def fit_classifiers(x: FloatArray, em: FloatArray, folds: int, seed: int) -> dict[CalibrationMethod, RouteClassifier]:
     """A classifier per calibration method; the linear heads are shared, only the calibrators differ."""
     heads = [_fit_head(x, em[:, i], folds, seed) for i in range(len(ROUTES))]
     weights = np.vstack([model.coef_[0] for model, _ in heads])
@@ -124,8 +122,8 @@ def train(outcomes: Outcomes, embeddings: FloatArray, options: TrainOptions, pro
     """Fits the classifier on every row and reports out-of-fold metrics, baselines and default thresholds."""
     oof = out_of_fold_probabilities(embeddings, outcomes.em, options, progress)
     briers = {m: float(np.mean((oof[m] - outcomes.em) ** 2)) for m in METHODS}
-    method: CalibrationMethod = min(briers, key=briers.__getitem__) if options.calibration == "auto" else (
-        options.calibration
+    method: CalibrationMethod = (
+        min(briers, key=briers.__getitem__) if options.calibration == "auto" else (options.calibration)
     )
     thresholds = select_thresholds(oof[method], outcomes.em, outcomes.cost, options.cost_weight)
     classifier = fit_classifiers(embeddings, outcomes.em, options.folds, options.seed)[method]

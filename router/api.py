@@ -5,6 +5,8 @@ from __future__ import annotations
 import anyio
 from litestar import Controller, Response, get, post
 from litestar.datastructures import State
+from litestar.di import NamedDependency
+from litestar.params import JSONBody
 
 from router.schemas import Health, QueryRequest, QueryResponse, Readiness, RouteRequest, RouteResponse
 from router.service import RouterService
@@ -14,19 +16,19 @@ READY_TIMEOUT_S = 2.0
 
 class RoutingController(Controller):
     path = "/v1"
-    tags = ["routing"]
+    tags = ("routing",)
 
     @post("/route", status_code=200, summary="Decide a route (no generation)")
-    async def route(self, data: RouteRequest, service: RouterService) -> RouteResponse:
+    async def route(self, data: JSONBody[RouteRequest], service: NamedDependency[RouterService]) -> RouteResponse:
         return await service.route(data.query)
 
     @post("/query", status_code=200, summary="Decide a route and answer through it")
-    async def query(self, data: QueryRequest, service: RouterService) -> QueryResponse:
+    async def query(self, data: JSONBody[QueryRequest], service: NamedDependency[RouterService]) -> QueryResponse:
         return await service.query(data.query, data.top_k, data.route)
 
 
 class HealthController(Controller):
-    tags = ["health"]
+    tags = ("health",)
 
     @get("/health", summary="Liveness: the process serves HTTP")
     async def health(self) -> Health:

@@ -12,7 +12,6 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
 
 from router.settings import Settings, get_settings
 
@@ -37,7 +36,11 @@ def _ingest(args: argparse.Namespace, settings: Settings) -> int:
         store = await open_store(settings, embedder.dimension)
         cfg = settings.retrieval
         report = await ingest(
-            args.paths, store, embedder, max_chars=cfg.chunk_max_chars, overlap_chars=cfg.chunk_overlap_chars,
+            args.paths,
+            store,
+            embedder,
+            max_chars=cfg.chunk_max_chars,
+            overlap_chars=cfg.chunk_overlap_chars,
             progress=not args.quiet,
         )
         return asdict(report)
@@ -54,8 +57,7 @@ def _train(args: argparse.Namespace, settings: Settings) -> int:
 
     outcomes = load_outcomes(args.outcomes, args.split)
     embedder = SentenceTransformerEmbedder.load(settings.embedder.path, device=settings.embedder.device)
-    options = TrainOptions(calibration=args.calibration, folds=args.folds, cost_weight=args.cost_weight,
-                           seed=args.seed)
+    options = TrainOptions(calibration=args.calibration, folds=args.folds, cost_weight=args.cost_weight, seed=args.seed)
     out = args.out or settings.model.bundle_dir
     bundle, thresholds = train_bundle(outcomes, args.split, embedder, out, options, progress=True)
     metrics = bundle.manifest["metrics"]
@@ -121,10 +123,10 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, Settings], int]] = {
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from models.bundle import BundleError
-    from models.outcomes import OutcomesError
     from backends.documents import DocumentError
     from backends.errors import BackendError
+    from models.bundle import BundleError
+    from models.outcomes import OutcomesError
 
     expected: tuple[type[Exception], ...] = (BundleError, OutcomesError, DocumentError, BackendError)
     try:
@@ -132,5 +134,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     except expected as exc:
         print(f"router {args.command}: error: {exc}", file=sys.stderr)
         return 2
-
-

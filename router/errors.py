@@ -17,6 +17,7 @@ from typing import Any
 import structlog
 from litestar import Request, Response
 from litestar.exceptions import HTTPException
+from litestar.types import ExceptionHandlersMap
 
 from backends.errors import BackendError, BackendTimeout, BackendUnavailable, ModelNotFound, RetrievalError
 from router.logs import current_request_id
@@ -72,7 +73,7 @@ def handle_unexpected(_: Request[Any, Any, Any], exc: Exception) -> Response[dic
     return problem(500, "internal error; see the service log for this request id")
 
 
-EXCEPTION_HANDLERS: dict[type[Exception], Any] = {
+EXCEPTION_HANDLERS: ExceptionHandlersMap = {
     HTTPException: handle_http,
     RouterError: handle_router,
     BackendError: handle_backend,

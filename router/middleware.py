@@ -15,6 +15,7 @@ from typing import Any
 
 import structlog
 from litestar.datastructures import MutableScopeHeaders
+from litestar.enums import ScopeType
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 HEADER = "x-request-id"
@@ -26,7 +27,7 @@ def _context(scope: Scope) -> dict[str, Any]:
     """The request's id and start time, created on first use and kept in the scope's state."""
     state = scope.setdefault("state", {})
     if "request_id" not in state:
-        given = MutableScopeHeaders(scope).get(HEADER) if scope["type"] == "http" else None
+        given = MutableScopeHeaders(scope).get(HEADER) if scope["type"] == ScopeType.HTTP else None
         state["request_id"] = given if given and _VALID_ID.match(given) else uuid.uuid4().hex
         state["started"] = time.perf_counter()
     return state
@@ -37,14 +38,14 @@ class RequestContextMiddleware:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
+        if scope["type"] == ScopeType.HTTP:
             structlog.contextvars.clear_contextvars()
             structlog.contextvars.bind_contextvars(request_id=_context(scope)["request_id"])
         await self.app(scope, receive, send)
 
 
 async def before_send(message: Message, scope: Scope) -> None:
-    if scope["type"] != "http":
+    if scope["type"] != ScopeType.HTTP:
         return
     state = _context(scope)
     if message["type"] == "http.response.start":

@@ -29,7 +29,7 @@ class QueryRequest(Request):
     route: RouteName | None = None
 
 
-class Scores(Value):
+class Scores(Value, frozen=True):
     """Calibrated probability that each route answers correctly."""
 
     ft: float
@@ -37,7 +37,7 @@ class Scores(Value):
     both: float
 
 
-class RouteResponse(Value):
+class RouteResponse(Value, frozen=True):
     route: RouteName
     route_source: RouteSource
     scores: Scores
@@ -46,7 +46,7 @@ class RouteResponse(Value):
     request_id: str
 
 
-class Source(Value):
+class Source(Value, frozen=True):
     id: str
     document_id: str
     title: str
@@ -55,7 +55,7 @@ class Source(Value):
     text: str
 
 
-class Timings(Value):
+class Timings(Value, frozen=True):
     embed: float
     classify: float
     retrieve: float
@@ -63,7 +63,7 @@ class Timings(Value):
     total: float
 
 
-class QueryResponse(Value):
+class QueryResponse(Value, frozen=True):
     route: RouteName
     route_source: RouteSource
     scores: Scores
@@ -77,10 +77,10 @@ class QueryResponse(Value):
     timings_ms: Timings
 
 
-class Health(Value):
+class Health(Value, frozen=True):
     status: str
 
 
-class Readiness(Value):
+class Readiness(Value, frozen=True):
     status: Literal["ready", "not_ready"]
     checks: dict[str, str]

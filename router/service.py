@@ -66,7 +66,7 @@ class RouterService:
         vectors = await anyio.to_thread.run_sync(self.embedder.encode, [query], limiter=self.limiter)
         embed_ms, start = _ms(start), time.perf_counter()
         probabilities = self.bundle.classifier.predict_proba(vectors)[0]
-        scores = {route: round(float(p), 4) for route, p in zip(ROUTES, probabilities, strict=True)}
+        scores: dict[str, float] = {route: round(float(p), 4) for route, p in zip(ROUTES, probabilities, strict=True)}
         route = forced or decide(scores, self.thresholds.thresholds)
         source: RouteSource = "request" if forced else "policy"
         return Decision(route, source, Scores(**scores), vectors[0], embed_ms, _ms(start))

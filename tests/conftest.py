@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -31,3 +32,14 @@ def outcomes_path() -> Path:
 @pytest.fixture(scope="session")
 def corpus_dir() -> Path:
     return ROOT / "deploy" / "sample-corpus"
+
+
+@pytest.fixture(scope="session")
+def tiny_llm_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real OpenAI-compatible server on loopback: ``transformers serve`` with a tiny random Llama (served as
+    ``tiny-llama``) and a LoRA adapter on it (``tiny-llama-ft``), both built here, offline, in seconds."""
+    from tests.backends.tiny_llm import build_tiny_llama, transformers_server
+
+    base, adapter = build_tiny_llama(tmp_path_factory.mktemp("tiny-llama"))
+    with transformers_server({"tiny-llama": base, "tiny-llama-ft": adapter}) as base_url:
+        yield base_url

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 
@@ -32,7 +33,7 @@ def test_headings_start_chunks_and_travel_with_them() -> None:
 
 def test_consecutive_chunks_of_a_section_overlap_by_whole_sentences() -> None:
     configure = [c.text for c in chunk_text(MARKDOWN, max_chars=300, overlap_chars=80) if "Configure" in c.text]
-    for previous, current in zip(configure, configure[1:], strict=False):
+    for previous, current in itertools.pairwise(configure):
         first_sentence = current.split("\n\n", 1)[1].split(". ")[0]
         assert first_sentence in previous
 

@@ -12,8 +12,12 @@ from models.embedder import SentenceTransformerEmbedder
 
 async def _upsert(store: DocumentStore, embedder: SentenceTransformerEmbedder, doc_id: str, chunks: list[str]) -> None:
     await store.upsert_document(
-        doc_id, title=doc_id.title(), uri=f"test://{doc_id}", content_sha256=str(hash(tuple(chunks))),
-        chunks=chunks, vectors=embedder.encode(chunks),
+        doc_id,
+        title=doc_id.title(),
+        uri=f"test://{doc_id}",
+        content_sha256=str(hash(tuple(chunks))),
+        chunks=chunks,
+        vectors=embedder.encode(chunks),
     )
 
 

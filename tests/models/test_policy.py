@@ -39,15 +39,19 @@ def test_batch_matches_single_decisions() -> None:
 
 def test_raising_ft_threshold_never_increases_ft_share() -> None:
     probabilities = np.random.default_rng(1).random((1000, 3))
-    shares = [
-        float((decide_batch(probabilities, Thresholds(t, 0.4, 0.0)) == 0).mean()) for t in np.linspace(0, 1, 11)
-    ]
+    shares = [float((decide_batch(probabilities, Thresholds(t, 0.4, 0.0)) == 0).mean()) for t in np.linspace(0, 1, 11)]
     assert shares == sorted(shares, reverse=True)
     assert shares[0] == 1.0
 
 
-@pytest.mark.parametrize("bad", [{"ft": 1.5, "rag": 0.1, "both": 0}, {"ft": -0.1, "rag": 0.1, "both": 0},
-                                 {"ft": float("nan"), "rag": 0.1, "both": 0}])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"ft": 1.5, "rag": 0.1, "both": 0},
+        {"ft": -0.1, "rag": 0.1, "both": 0},
+        {"ft": float("nan"), "rag": 0.1, "both": 0},
+    ],
+)
 def test_thresholds_outside_unit_interval_are_rejected(bad: dict[str, float]) -> None:
     with pytest.raises(ValueError, match="within"):
         Thresholds.from_mapping(bad)

@@ -1,0 +1,100 @@
+"""The real app served by uvicorn on a loopback port, with a real LanceDB table (sample corpus) in a temp dir."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import logging
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+import uvicorn
+
+from router.app import create_app
+from router.ingestion import ingest
+from router.resources import open_store
+from router.settings import Settings
+
+
+@dataclass
+class LiveService:
+    url: str
+    settings: Settings
+    log: io.StringIO
+
+    def events(self, name: str) -> list[dict]:
+        lines = [json.loads(line) for line in self.log.getvalue().splitlines() if line.startswith("{")]
+        return [line for line in lines if line.get("event") == name]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def ingest_corpus(settings: Settings, embedder, corpus: Path) -> None:
+    async def run() -> None:
+        store = await open_store(settings, embedder.dimension)
+        await ingest(
+            [corpus],
+            store,
+            embedder,
+            max_chars=settings.retrieval.chunk_max_chars,
+            overlap_chars=settings.retrieval.chunk_overlap_chars,
+        )
+
+    asyncio.run(run())
+
+
+@contextmanager
+def serve(settings: Settings) -> Iterator[LiveService]:
+    """Runs the app in a uvicorn thread until the generator is closed; JSON log lines are captured."""
+    app = create_app(settings)
+    log = io.StringIO()
+    capture = logging.StreamHandler(log)
+    capture.setFormatter(logging.getLogger().handlers[0].formatter)
+    logging.getLogger().addHandler(capture)
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("service did not start")
+        time.sleep(0.05)
+    try:
+        yield LiveService(url=url, settings=settings, log=log)
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+        logging.getLogger().removeHandler(capture)
+
+
+@pytest.fixture(scope="session")
+def live(tmp_path_factory: pytest.TempPathFactory, embedder, corpus_dir: Path) -> Iterator[LiveService]:
+    """The service on defaults (extractive generator, default bundle) over the sample corpus."""
+    settings = Settings(
+        retrieval={"uri": str(tmp_path_factory.mktemp("lancedb"))},
+        log={"format": "json"},
+        server={"max_query_chars": 500},
+    )
+    ingest_corpus(settings, embedder, corpus_dir)
+    with serve(settings) as service:
+        yield service
+
+
+@pytest.fixture
+def http(live: LiveService) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=live.url, timeout=30) as client:
+        yield client

@@ -1,0 +1,131 @@
+"""The real app over HTTP: decision, answer, validation, request ids, health, schema, routing records."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from models.bundle import default_bundle_dir, load_bundle
+from tests.integration.conftest import LiveService
+
+ROUTES = {"ft", "rag", "both"}
+
+
+def test_route_returns_a_real_decision(http: httpx.Client) -> None:
+    response = http.post("/v1/route", json={"query": "What does the alpha parameter of LoRA control?"})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert set(body) == {"route", "route_source", "scores", "thresholds_version", "model_version", "request_id"}
+    assert body["route"] in ROUTES and body["route_source"] == "policy"
+    assert set(body["scores"]) == ROUTES and all(0 <= p <= 1 for p in body["scores"].values())
+    assert body["model_version"] == load_bundle(default_bundle_dir()).version
+    assert body["thresholds_version"] == 1
+    assert response.headers["x-request-id"] == body["request_id"]
+
+
+def test_scores_differ_between_questions(http: httpx.Client) -> None:
+    trivia = http.post("/v1/route", json={"query": "who wrote the novel pride and prejudice"}).json()
+    multihop = http.post(
+        "/v1/route",
+        json={
+            "query": "What is the birth date of the director of the film that won best picture the year Titanic was "
+            "released?"
+        },
+    ).json()
+    assert trivia["scores"] != multihop["scores"]
+    assert trivia["scores"]["ft"] > multihop["scores"]["ft"]
+
+
+def test_query_answers_with_retrieved_sources(http: httpx.Client) -> None:
+    response = http.post("/v1/query", json={"query": "What does the alpha parameter of LoRA control?", "top_k": 3})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["generator"] == "extractive" and body["model"] is None
+    assert len(body["sources"]) == 3
+    top = body["sources"][0]
+    assert set(top) == {"id", "document_id", "title", "uri", "score", "text"}
+    assert "lora" in (top["title"] + top["text"]).lower()
+    assert [s["score"] for s in body["sources"]] == sorted((s["score"] for s in body["sources"]), reverse=True)
+    assert "[1]" in body["answer"] or "[2]" in body["answer"] or "[3]" in body["answer"]
+    assert set(body["timings_ms"]) == {"embed", "classify", "retrieve", "generate", "total"}
+    assert body["timings_ms"]["total"] >= body["timings_ms"]["embed"] > 0
+
+
+def test_a_requested_route_overrides_the_policy(http: httpx.Client) -> None:
+    body = http.post("/v1/query", json={"query": "How does reciprocal rank fusion work?", "route": "both"}).json()
+    assert body["route"] == "both" and body["route_source"] == "request"
+    assert len(body["sources"]) == 4  # retrieval.top_k default
+
+
+def test_request_id_is_taken_from_the_caller(http: httpx.Client) -> None:
+    response = http.post("/v1/route", json={"query": "hello"}, headers={"X-Request-ID": "trace-abc.123"})
+    assert response.headers["x-request-id"] == "trace-abc.123"
+    assert response.json()["request_id"] == "trace-abc.123"
+    unsafe = http.post("/v1/route", json={"query": "hello"}, headers={"X-Request-ID": "bad id\twith spaces"})
+    assert unsafe.headers["x-request-id"] != "bad id\twith spaces"
+
+
+@pytest.mark.parametrize(
+    ("payload", "reason"),
+    [
+        ({"query": ""}, "empty"),
+        ({"query": "   \n\t "}, "empty"),
+        ({"query": "x" * 501}, "limit is 500"),
+        ({"query": 42}, "Expected `str`"),
+        ({}, "missing required field `query`"),
+        ({"query": "ok", "mode": "fast"}, "unknown field `mode`"),
+        ({"query": "ok", "route": "web"}, "Invalid enum value 'web'"),
+        ({"query": "ok", "top_k": 0}, ">= 1"),
+        ({"query": "ok", "top_k": 51}, "<= 50"),
+        ({"query": "ok", "top_k": "three"}, "Expected `int"),
+        ({"query": "ok", "top_k": 2.5}, "Expected `int"),
+        ({"query": "ok", "top_k": True}, "Expected `int"),
+    ],
+)
+def test_bad_input_gets_400_with_a_reason(http: httpx.Client, payload: dict, reason: str) -> None:
+    response = http.post("/v1/query", json=payload)
+    assert response.status_code == 400, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    body = response.json()
+    assert body["status"] == 400 and body["request_id"] == response.headers["x-request-id"]
+    assert reason in body["detail"] + str(body.get("errors", ""))
+
+
+def test_invalid_json_and_unknown_paths_get_problem_details(http: httpx.Client) -> None:
+    bad = http.post("/v1/route", content=b"{not json", headers={"content-type": "application/json"})
+    assert bad.status_code == 400 and bad.json()["status"] == 400
+    missing = http.get("/v1/nothing")
+    assert missing.status_code == 404 and missing.json()["title"] == "Not Found"
+    assert missing.headers["x-request-id"]
+    wrong_method = http.get("/v1/route")
+    assert wrong_method.status_code == 405
+
+
+def test_health_ready_and_openapi(http: httpx.Client) -> None:
+    assert http.get("/health").json() == {"status": "ok"}
+    ready = http.get("/ready")
+    assert ready.status_code == 200
+    assert ready.json()["status"] == "ready"
+    assert ready.json()["checks"]["retrieval"].endswith("chunks")
+    schema = http.get("/schema/openapi.json").json()
+    assert {"/v1/route", "/v1/query", "/health", "/ready"} <= set(schema["paths"])
+
+
+def test_every_request_writes_one_routing_record_and_one_request_line(live: LiveService, http: httpx.Client) -> None:
+    response = http.post(
+        "/v1/query",
+        json={"query": "How many dimensions does all-MiniLM-L6-v2 produce?"},
+        headers={"X-Request-ID": "record-check-1"},
+    )
+    assert response.status_code == 200
+    decided = [e for e in live.events("route_decided") if e.get("request_id") == "record-check-1"]
+    completed = [e for e in live.events("request_completed") if e.get("request_id") == "record-check-1"]
+    assert len(decided) == 1 and len(completed) == 1
+    record = decided[0]
+    body = response.json()
+    assert record["route"] == body["route"] and record["scores"] == body["scores"]
+    assert record["model_version"] == body["model_version"] and record["thresholds_version"] == 1
+    assert record["source_ids"] == [s["id"] for s in body["sources"]]
+    assert set(record["timings_ms"]) == {"embed", "classify", "retrieve", "generate", "total"}
+    assert completed[0]["status"] == 200 and completed[0]["path"] == "/v1/query"
+    assert completed[0]["duration_ms"] > 0
