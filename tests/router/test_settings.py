@@ -1,0 +1,46 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from models.bundle import default_bundle_dir
+from router.settings import Settings
+
+
+def test_defaults_need_no_configuration() -> None:
+    settings = Settings()
+    assert settings.model.bundle_dir == default_bundle_dir()
+    assert settings.thresholds_path == default_bundle_dir() / "thresholds.json"
+    assert settings.llm.base_url is None and settings.retrieval.uri == "var/lancedb"
+
+
+def test_environment_is_nested_with_double_underscores(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ROUTER_RETRIEVAL__TOP_K", "7")
+    monkeypatch.setenv("ROUTER_LLM__BASE_URL", "http://vllm:8000/v1")
+    monkeypatch.setenv("ROUTER_LLM__BASE_MODEL", "meta-llama/Llama-3.1-8B-Instruct")
+    monkeypatch.setenv("ROUTER_LLM__FT_MODEL", "support-ft")
+    monkeypatch.setenv("ROUTER_LLM__API_KEY", "s3cret")
+    monkeypatch.setenv("ROUTER_MODEL__THRESHOLDS_FILE", "/etc/router/thresholds.json")
+    monkeypatch.setenv("ROUTER_RETRIEVAL__STORAGE_OPTIONS", '{"endpoint": "http://127.0.0.1:9000"}')
+    settings = Settings()
+    assert settings.retrieval.top_k == 7
+    assert settings.llm.ft_model == "support-ft"
+    assert settings.thresholds_path == Path("/etc/router/thresholds.json")
+    assert settings.retrieval.storage_options == {"endpoint": "http://127.0.0.1:9000"}
+    assert "s3cret" not in repr(settings)
+
+
+def test_llm_url_without_model_names_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ROUTER_LLM__BASE_URL", "http://vllm:8000/v1")
+    with pytest.raises(ValidationError, match="base_model"):
+        Settings()
+
+
+def test_out_of_range_and_unknown_settings_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ROUTER_RETRIEVAL__TOP_K", "0")
+    with pytest.raises(ValidationError, match="top_k"):
+        Settings()
+    with pytest.raises(ValidationError, match="nonsense"):
+        Settings(nonsense=1)
