@@ -70,7 +70,6 @@ class LogSettings(BaseModel):
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="ROUTER_", env_nested_delimiter="__", extra="forbid")
 
-    env: Literal["development", "production"] = "development"
     server: ServerSettings = Field(default_factory=ServerSettings)
     embedder: EmbedderSettings = Field(default_factory=EmbedderSettings)
     model: ModelSettings = Field(default_factory=ModelSettings)
