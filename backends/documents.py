@@ -3,8 +3,9 @@
 Files: ``.md``/``.markdown``/``.txt`` (one document each; id = the resolved path) and ``.jsonl`` (one document per
 line: ``{"id", "text", "title"?, "uri"?}``). Directories are walked recursively for those suffixes.
 
-Chunking keeps Markdown structure: a heading always starts a new chunk and is carried as the chunk's first line
-(``Title > Section``); paragraphs are packed whole up to ``max_chars``; a paragraph longer than that is split at
+Chunking keeps Markdown structure: a heading always starts a new chunk, and the chunk records its heading trail
+(``Title > Section``) apart from its body, so the trail is embedded with the body but never quoted as content;
+paragraphs are packed whole up to ``max_chars``; a paragraph longer than that is split at
 sentence ends (then at spaces); consecutive chunks of one section overlap by up to ``overlap_chars`` of whole
 sentences.
 """
@@ -38,7 +39,13 @@ class Document:
 @dataclass(frozen=True)
 class Chunk:
     index: int
-    text: str
+    section: str
+    body: str
+
+    @property
+    def text(self) -> str:
+        """What is embedded: the heading trail, a blank line, the body."""
+        return f"{self.section}\n\n{self.body}" if self.section else self.body
 
 
 def _title_of(text: str, fallback: str) -> str:
@@ -138,25 +145,29 @@ def _overlap(text: str, overlap_chars: int) -> str:
 def chunk_text(text: str, *, max_chars: int = 1000, overlap_chars: int = 150) -> list[Chunk]:
     if overlap_chars >= max_chars:
         raise ValueError("overlap_chars must be smaller than max_chars")
-    chunks: list[str] = []
+    chunks: list[tuple[str, str]] = []
     for heading, paragraphs in _sections(text):
         budget = max(max_chars - len(heading) - 2, max_chars // 2)
         pieces = [(n, piece) for n, paragraph in enumerate(paragraphs) for piece in _pieces(paragraph, budget)]
         body: list[tuple[int, str]] = []
         for paragraph_no, piece in pieces:
-            if body and len(_render(heading, [*body, (paragraph_no, piece)])) > max_chars:
-                chunks.append(_render(heading, body))
+            if body and _size(heading, [*body, (paragraph_no, piece)]) > max_chars:
+                chunks.append((heading, _render(body)))
                 carried = _overlap(body[-1][1], overlap_chars)
                 kept = [(body[-1][0], carried)] if carried else []
-                body = kept if kept and len(_render(heading, [*kept, (paragraph_no, piece)])) <= max_chars else []
+                body = kept if kept and _size(heading, [*kept, (paragraph_no, piece)]) <= max_chars else []
             body.append((paragraph_no, piece))
         if body:
-            chunks.append(_render(heading, body))
-    return [Chunk(index=i, text=chunk) for i, chunk in enumerate(chunks)]
+            chunks.append((heading, _render(body)))
+    return [Chunk(index=i, section=section, body=body) for i, (section, body) in enumerate(chunks)]
 
 
-def _render(heading: str, body: list[tuple[int, str]]) -> str:
-    """Heading, then paragraphs separated by blank lines; pieces of one paragraph joined by a space."""
+def _size(heading: str, body: list[tuple[int, str]]) -> int:
+    return len(Chunk(0, heading, _render(body)).text)
+
+
+def _render(body: list[tuple[int, str]]) -> str:
+    """Paragraphs separated by blank lines; pieces of one paragraph joined by a space."""
     paragraphs: list[str] = []
     previous = None
     for paragraph_no, piece in body:
@@ -165,4 +176,4 @@ def _render(heading: str, body: list[tuple[int, str]]) -> str:
         else:
             paragraphs.append(piece)
         previous = paragraph_no
-    return "\n\n".join(filter(None, [heading, *paragraphs]))
+    return "\n\n".join(paragraphs)

@@ -83,7 +83,7 @@ class Generator(Protocol):
 
 
 def context_block(passages: Sequence[Passage]) -> str:
-    numbered = "\n\n".join(f"[{i}] {p.title}\n{p.text}" for i, p in enumerate(passages, start=1))
+    numbered = "\n\n".join(f"[{i}] {p.section or p.title}\n{p.text}" for i, p in enumerate(passages, start=1))
     return f"<sources>\n{numbered}\n</sources>"
 
 
@@ -138,8 +138,7 @@ class ExtractiveGenerator:
         wanted = _terms(query)
         scored: list[tuple[float, int, int, str]] = []
         for number, passage in enumerate(passages, start=1):
-            body = passage.text.split("\n\n", 1)[-1] if "\n\n" in passage.text else passage.text
-            for position, sentence in enumerate(_SENTENCE.split(body)):
+            for position, sentence in enumerate(_SENTENCE.split(passage.text)):
                 terms = _terms(sentence)
                 if terms:
                     overlap = len(wanted & terms) / math.sqrt(len(terms))

@@ -3,7 +3,9 @@
 The table lives at any URI LanceDB accepts: a local directory (the default) or object storage such as
 ``s3://bucket/prefix`` (credentials and endpoint through ``storage_options``). One row per chunk::
 
-    chunk_id "<doc_id>#<index>", doc_id, chunk_index, text, title, uri, content_sha256, ingested_at, vector
+    chunk_id "<doc_id>#<index>", doc_id, chunk_index, section, text, title, uri, content_sha256, ingested_at, vector
+
+``vector`` embeds the section's heading trail together with ``text`` (see ``backends.documents.Chunk``).
 
 A document is written with one ``merge_insert`` keyed on ``chunk_id`` that also deletes the document's chunks that
 no longer exist, so a re-ingest is a single atomic commit and readers never see half a document.
@@ -21,6 +23,7 @@ import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 
+from backends.documents import Chunk
 from backends.errors import RetrievalError
 
 
@@ -28,6 +31,7 @@ from backends.errors import RetrievalError
 class Passage:
     chunk_id: str
     doc_id: str
+    section: str
     text: str
     title: str
     uri: str
@@ -40,6 +44,7 @@ def _schema(dimension: int) -> pa.Schema:
             pa.field("chunk_id", pa.string(), nullable=False),
             pa.field("doc_id", pa.string(), nullable=False),
             pa.field("chunk_index", pa.int32(), nullable=False),
+            pa.field("section", pa.string()),
             pa.field("text", pa.string(), nullable=False),
             pa.field("title", pa.string()),
             pa.field("uri", pa.string()),
@@ -108,24 +113,25 @@ class DocumentStore:
         title: str,
         uri: str,
         content_sha256: str,
-        chunks: Sequence[str],
+        chunks: Sequence[Chunk],
         vectors: npt.NDArray[np.float32],
     ) -> None:
         """Replaces every chunk of ``doc_id`` with ``chunks`` in one atomic commit."""
         now = datetime.now(UTC)
         rows = [
             {
-                "chunk_id": f"{doc_id}#{i}",
+                "chunk_id": f"{doc_id}#{chunk.index}",
                 "doc_id": doc_id,
-                "chunk_index": i,
-                "text": text,
+                "chunk_index": chunk.index,
+                "section": chunk.section,
+                "text": chunk.body,
                 "title": title,
                 "uri": uri,
                 "content_sha256": content_sha256,
                 "ingested_at": now,
                 "vector": vector.tolist(),
             }
-            for i, (text, vector) in enumerate(zip(chunks, vectors, strict=True))
+            for chunk, vector in zip(chunks, vectors, strict=True)
         ]
         data = pa.Table.from_pylist(rows, schema=_schema(self.dimension))
         try:
@@ -144,7 +150,7 @@ class DocumentStore:
 
     async def search(self, vector: npt.NDArray[np.float32], k: int) -> list[Passage]:
         """The ``k`` chunks nearest to ``vector`` by cosine similarity, best first."""
-        columns = ["chunk_id", "doc_id", "text", "title", "uri", "_distance"]
+        columns = ["chunk_id", "doc_id", "section", "text", "title", "uri", "_distance"]
         try:
             rows = (
                 await self._table.vector_search(vector.tolist())
@@ -159,6 +165,7 @@ class DocumentStore:
             Passage(
                 chunk_id=r["chunk_id"],
                 doc_id=r["doc_id"],
+                section=r["section"] or "",
                 text=r["text"],
                 title=r["title"] or "",
                 uri=r["uri"] or "",

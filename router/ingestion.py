@@ -55,8 +55,8 @@ async def ingest(
         if stored.get(doc.id) == digest:
             report.unchanged += 1
             continue
-        chunks = [c.text for c in chunk_text(doc.text, max_chars=max_chars, overlap_chars=overlap_chars)]
-        vectors = await anyio.to_thread.run_sync(embedder.encode, chunks)
+        chunks = chunk_text(doc.text, max_chars=max_chars, overlap_chars=overlap_chars)
+        vectors = await anyio.to_thread.run_sync(embedder.encode, [c.text for c in chunks])
         await store.upsert_document(
             doc.id, title=doc.title, uri=doc.uri, content_sha256=digest, chunks=chunks, vectors=vectors
         )

@@ -50,6 +50,7 @@ class Source(Value, frozen=True):
     id: str
     document_id: str
     title: str
+    section: str
     uri: str
     score: float
     text: str

@@ -103,15 +103,16 @@ class RouterService:
 
     async def query(self, query: str, top_k: int | None, route: Route | None) -> QueryResponse:
         start = time.perf_counter()
-        decision = await self._decide(self._clean(query), route)
+        text = self._clean(query)
+        decision = await self._decide(text, route)
         mark = time.perf_counter()
         passages: Sequence[Passage] = []
         if self._needs_passages(decision.route):
             passages = await self.store.search(decision.vector, top_k or self.default_top_k)
         retrieve_ms, mark = _ms(mark), time.perf_counter()
-        generation = await self.generator.generate(query.strip(), decision.route, passages)
+        generation = await self.generator.generate(text, decision.route, passages)
         timings = Timings(decision.embed_ms, decision.classify_ms, retrieve_ms, _ms(mark), _ms(start))
-        sources = [Source(p.chunk_id, p.doc_id, p.title, p.uri, p.score, p.text) for p in passages]
+        sources = [Source(p.chunk_id, p.doc_id, p.title, p.section, p.uri, p.score, p.text) for p in passages]
         self._record(
             decision,
             generator=generation.generator,

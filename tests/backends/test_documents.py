@@ -23,24 +23,25 @@ Run the installer. It takes a minute. Then restart.
 
 def test_headings_start_chunks_and_travel_with_them() -> None:
     chunks = chunk_text(MARKDOWN, max_chars=300, overlap_chars=80)
-    assert chunks[0].text == "Guide\n\nIntro paragraph about the guide."
-    assert chunks[1].text.startswith("Guide > Install\n\nRun the installer.")
-    configure = [c.text for c in chunks if c.text.startswith("Guide > Configure")]
+    assert (chunks[0].section, chunks[0].body) == ("Guide", "Intro paragraph about the guide.")
+    assert chunks[0].text == "Guide\n\nIntro paragraph about the guide."  # what is embedded
+    assert chunks[1].section == "Guide > Install" and chunks[1].body.startswith("Run the installer.")
+    configure = [c.text for c in chunks if c.section == "Guide > Configure"]
     assert len(configure) > 3  # the long section is split ...
     assert all(len(c.text) <= 300 for c in chunks)  # ... within the limit
     assert [c.index for c in chunks] == list(range(len(chunks)))
 
 
 def test_consecutive_chunks_of_a_section_overlap_by_whole_sentences() -> None:
-    configure = [c.text for c in chunk_text(MARKDOWN, max_chars=300, overlap_chars=80) if "Configure" in c.text]
+    configure = [c.body for c in chunk_text(MARKDOWN, max_chars=300, overlap_chars=80) if "Configure" in c.section]
     for previous, current in itertools.pairwise(configure):
-        first_sentence = current.split("\n\n", 1)[1].split(". ")[0]
+        first_sentence = current.split(". ")[0]
         assert first_sentence in previous
 
 
 def test_no_text_is_lost() -> None:
     chunks = chunk_text(MARKDOWN, max_chars=300, overlap_chars=0)
-    joined = " ".join(c.text for c in chunks)
+    joined = " ".join(c.body for c in chunks)
     for i in range(40):
         assert f"Sentence number {i} explains" in joined
 

@@ -9,21 +9,23 @@ from tests.fakes.vllm import FakeVLLM
 
 PASSAGES = [
     Passage(
-        "lora#2",
-        "lora",
-        "LoRA > Alpha\n\nThe alpha parameter scales the adapter update. Divide alpha by the rank "
-        "to get the effective scale. Many recipes set alpha to twice the rank.",
-        "LoRA",
-        "file:///lora.md",
-        0.62,
+        chunk_id="lora#2",
+        doc_id="lora",
+        section="LoRA > Alpha",
+        text="The alpha parameter scales the adapter update. Divide alpha by the rank to get the effective scale. "
+        "Many recipes set alpha to twice the rank.",
+        title="LoRA",
+        uri="file:///lora.md",
+        score=0.62,
     ),
     Passage(
-        "vllm#0",
-        "vllm",
-        "vLLM serves models with paged attention. It batches requests continuously.",
-        "vLLM",
-        "file:///vllm.md",
-        0.31,
+        chunk_id="vllm#0",
+        doc_id="vllm",
+        section="",
+        text="vLLM serves models with paged attention.\n\nIt batches requests continuously.",
+        title="vLLM",
+        uri="file:///vllm.md",
+        score=0.31,
     ),
 ]
 
@@ -33,7 +35,7 @@ async def test_extractive_answer_quotes_matching_sentences_with_citations() -> N
     assert generation.generator == "extractive" and generation.model is None
     assert "The alpha parameter scales the adapter update. [1]" in generation.text
     assert "paged attention" not in generation.text
-    assert "LoRA > Alpha" not in generation.text  # the heading line is not quoted as an answer
+    assert "LoRA > Alpha" not in generation.text  # the heading trail is not quoted as an answer
 
 
 async def test_extractive_answer_without_passages_says_so() -> None:
@@ -44,7 +46,7 @@ async def test_extractive_answer_without_passages_says_so() -> None:
 def test_prompt_numbers_sources_in_order_and_fences_them() -> None:
     system, user = build_messages("What is alpha?", PASSAGES)
     assert system.role == "system" and "[n]" in system.content
-    assert user.content.index("[1] LoRA") < user.content.index("[2] vLLM")
+    assert user.content.index("[1] LoRA > Alpha\nThe alpha") < user.content.index("[2] vLLM\nvLLM serves")
     assert user.content.startswith("<sources>\n") and "</sources>\n\nQuestion: What is alpha?" in user.content
     assert [m.role for m in build_messages("q", [])] == ["system", "user"]
 

@@ -5,19 +5,21 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from backends.documents import Chunk
 from backends.errors import RetrievalError
 from backends.lancedb import DocumentStore
 from models.embedder import SentenceTransformerEmbedder
 
 
-async def _upsert(store: DocumentStore, embedder: SentenceTransformerEmbedder, doc_id: str, chunks: list[str]) -> None:
+async def _upsert(store: DocumentStore, embedder: SentenceTransformerEmbedder, doc_id: str, texts: list[str]) -> None:
+    chunks = [Chunk(i, "", text) for i, text in enumerate(texts)]
     await store.upsert_document(
         doc_id,
         title=doc_id.title(),
         uri=f"test://{doc_id}",
-        content_sha256=str(hash(tuple(chunks))),
+        content_sha256=str(hash(tuple(texts))),
         chunks=chunks,
-        vectors=embedder.encode(chunks),
+        vectors=embedder.encode(texts),
     )
 
 
@@ -30,6 +32,7 @@ async def test_search_finds_the_relevant_chunk(tmp_path: Path, embedder: Sentenc
     assert hits[0].doc_id == "o'reilly" and hits[0].chunk_id == "o'reilly#0"
     assert hits[0].score > hits[1].score
     assert hits[0].uri == "test://o'reilly"
+    assert hits[0].text == "The GPU serves the language model with paged attention."
 
 
 async def test_reingest_replaces_a_document_atomically(tmp_path: Path, embedder: SentenceTransformerEmbedder) -> None:

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from backends.documents import Chunk
 from backends.lancedb import DocumentStore
 from models.embedder import SentenceTransformerEmbedder
 
@@ -53,9 +54,11 @@ async def test_store_works_on_object_storage(s3_endpoint: str, embedder: Sentenc
     }
     uri = "s3://router-test/lancedb"
     writer = await DocumentStore.open(uri, "chunks", embedder.dimension, storage_options=options)
-    chunks = ["Object storage keeps the table.", "Replicas read the same rows."]
+    texts = ["Object storage keeps the table.", "Replicas read the same rows."]
+    chunks = [Chunk(i, "Doc", text) for i, text in enumerate(texts)]
+    vectors = embedder.encode([c.text for c in chunks])
     await writer.upsert_document(
-        "doc", title="Doc", uri="test://doc", content_sha256="x", chunks=chunks, vectors=embedder.encode(chunks)
+        "doc", title="Doc", uri="test://doc", content_sha256="x", chunks=chunks, vectors=vectors
     )
     reader = await DocumentStore.open(uri, "chunks", embedder.dimension, storage_options=options)
     assert await reader.count() == 2

@@ -34,7 +34,7 @@ async def test_chat_completion_from_base_and_adapter(tiny_llm_server: str, model
 
 
 async def test_generator_sends_context_to_the_base_model_for_rag(tiny_llm_server: str) -> None:
-    passage = Passage("doc#0", "doc", "Refunds are prorated within thirty days.", "Refunds", "test://doc", 0.9)
+    passage = Passage("doc#0", "doc", "", "Refunds are prorated within thirty days.", "Refunds", "test://doc", 0.9)
     async with httpx.AsyncClient(timeout=60) as http:
         generator = ChatGenerator(
             ChatClient(http, tiny_llm_server),

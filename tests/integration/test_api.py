@@ -43,7 +43,10 @@ def test_query_answers_with_retrieved_sources(http: httpx.Client) -> None:
     assert body["generator"] == "extractive" and body["model"] is None
     assert len(body["sources"]) == 3
     top = body["sources"][0]
-    assert set(top) == {"id", "document_id", "title", "uri", "score", "text"}
+    assert set(top) == {"id", "document_id", "title", "section", "uri", "score", "text"}
+    for source in body["sources"]:  # Markdown chunks carry their heading trail, JSONL documents have none
+        if source["uri"].endswith(".md"):
+            assert source["section"].startswith(source["title"])
     assert "lora" in (top["title"] + top["text"]).lower()
     assert [s["score"] for s in body["sources"]] == sorted((s["score"] for s in body["sources"]), reverse=True)
     assert "[1]" in body["answer"] or "[2]" in body["answer"] or "[3]" in body["answer"]
