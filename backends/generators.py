@@ -12,7 +12,7 @@ import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Literal, Protocol
 
 from backends.lancedb import Passage
 from backends.vllm import ChatClient, ChatMessage
@@ -71,13 +71,13 @@ _STOPWORDS = frozenset(
 @dataclass(frozen=True)
 class Generation:
     text: str
-    generator: str
-    """``llm`` or ``extractive``."""
+    generator: Literal["llm", "extractive"]
     model: str | None
 
 
 class Generator(Protocol):
-    name: str
+    @property
+    def name(self) -> Literal["llm", "extractive"]: ...
 
     async def generate(self, query: str, route: str, passages: Sequence[Passage]) -> Generation: ...
 
@@ -97,7 +97,7 @@ def build_messages(query: str, passages: Sequence[Passage]) -> list[ChatMessage]
 class ChatGenerator:
     """Generation through an OpenAI-compatible chat server such as vLLM."""
 
-    name = "llm"
+    name: Literal["llm"] = "llm"
 
     def __init__(
         self, client: ChatClient, *, base_model: str, ft_model: str, max_tokens: int, temperature: float
@@ -125,7 +125,7 @@ def _terms(text: str) -> set[str]:
 class ExtractiveGenerator:
     """Answers with the retrieved sentences that best match the query, each cited as ``[n]``. No LLM involved."""
 
-    name = "extractive"
+    name: Literal["extractive"] = "extractive"
 
     def __init__(self, max_sentences: int = 2) -> None:
         self._max_sentences = max_sentences

@@ -85,12 +85,18 @@ class DocumentStore:
                 handle = await db.open_table(table)
             except ValueError:  # not found: create it (exist_ok covers a concurrent creator)
                 handle = await db.create_table(table, schema=_schema(dimension), exist_ok=True)
-            existing = (await handle.schema()).field("vector").type
+            existing = await handle.schema()
         except Exception as exc:
             raise RetrievalError(f"cannot open LanceDB table {table!r} at {uri}: {exc}") from exc
-        if getattr(existing, "list_size", None) != dimension:
+        if set(existing.names) != set(_schema(dimension).names):
             raise RetrievalError(
-                f"LanceDB table {table!r} at {uri} holds {existing} vectors but the embedder makes {dimension}; "
+                f"LanceDB table {table!r} at {uri} has columns {existing.names}, not this version's "
+                f"{_schema(dimension).names}; ingest into a new table (retrieval.table) or delete this one"
+            )
+        if getattr(existing.field("vector").type, "list_size", None) != dimension:
+            raise RetrievalError(
+                f"LanceDB table {table!r} at {uri} holds {existing.field('vector').type} vectors but the embedder "
+                f"makes {dimension}-d ones; "
                 "use another table name or re-ingest"
             )
         return cls(handle, dimension)

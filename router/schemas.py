@@ -64,13 +64,9 @@ class Timings(Value, frozen=True):
     total: float
 
 
-class QueryResponse(Value, frozen=True):
-    route: RouteName
-    route_source: RouteSource
-    scores: Scores
-    thresholds_version: int
-    model_version: str
-    request_id: str
+class QueryResponse(RouteResponse, frozen=True):
+    """The decision fields, then the answer."""
+
     answer: str
     generator: GeneratorName
     model: str | None

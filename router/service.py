@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import anyio
 import numpy as np
@@ -83,19 +84,22 @@ class RouterService:
             **fields,
         )
 
+    def _decision_fields(self, decision: Decision) -> dict[str, Any]:
+        return {
+            "route": decision.route,
+            "route_source": decision.source,
+            "scores": decision.scores,
+            "thresholds_version": self.thresholds.version,
+            "model_version": self.bundle.version,
+            "request_id": current_request_id(),
+        }
+
     async def route(self, query: str) -> RouteResponse:
         start = time.perf_counter()
         decision = await self._decide(self._clean(query), None)
         timings = {"embed": decision.embed_ms, "classify": decision.classify_ms, "total": _ms(start)}
         self._record(decision, timings_ms=timings)
-        return RouteResponse(
-            route=decision.route,
-            route_source=decision.source,
-            scores=decision.scores,
-            thresholds_version=self.thresholds.version,
-            model_version=self.bundle.version,
-            request_id=current_request_id(),
-        )
+        return RouteResponse(**self._decision_fields(decision))
 
     def _needs_passages(self, route: Route) -> bool:
         """``rag`` and ``both`` retrieve; ``ft`` does too when the extractive generator must answer from text."""
@@ -122,14 +126,9 @@ class RouterService:
             timings_ms={f: getattr(timings, f) for f in Timings.__struct_fields__},
         )
         return QueryResponse(
-            route=decision.route,
-            route_source=decision.source,
-            scores=decision.scores,
-            thresholds_version=self.thresholds.version,
-            model_version=self.bundle.version,
-            request_id=current_request_id(),
+            **self._decision_fields(decision),
             answer=generation.text,
-            generator=generation.generator,  # type: ignore[arg-type]
+            generator=generation.generator,
             model=generation.model,
             sources=sources,
             timings_ms=timings,

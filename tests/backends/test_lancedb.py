@@ -56,3 +56,14 @@ async def test_table_with_other_dimension_is_refused(tmp_path: Path) -> None:
 async def test_empty_table_returns_no_passages(tmp_path: Path) -> None:
     store = await DocumentStore.open(str(tmp_path / "db"), "chunks", 4)
     assert await store.search(np.ones(4, dtype=np.float32), k=3) == []
+
+
+async def test_table_from_another_schema_is_refused_with_a_hint(tmp_path: Path) -> None:
+    import lancedb
+    import pyarrow as pa
+
+    db = await lancedb.connect_async(str(tmp_path / "db"))
+    old = pa.schema([pa.field("id", pa.string()), pa.field("vector", pa.list_(pa.float32(), 4))])
+    await db.create_table("chunks", schema=old)
+    with pytest.raises(RetrievalError, match="new table"):
+        await DocumentStore.open(str(tmp_path / "db"), "chunks", 4)
