@@ -19,8 +19,11 @@ from router.settings import Settings, get_settings
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
+    from models.bundle import load_bundle, load_thresholds
     from router.app import create_app
 
+    load_bundle(settings.model.bundle_dir)  # fail fast, with a one-line message naming the file
+    load_thresholds(settings.thresholds_path)
     host = args.host or settings.server.host
     port = args.port or settings.server.port
     uvicorn.run(create_app(settings), host=host, port=port, log_config=None, access_log=False)

@@ -71,3 +71,10 @@ def test_module_entry_point_lists_the_subcommands() -> None:
     result = subprocess.run([sys.executable, "-m", "router", "--help"], capture_output=True, text=True, check=True)
     for command in ("serve", "ingest", "train", "eval"):
         assert command in result.stdout
+
+
+def test_serve_refuses_a_missing_bundle_naming_the_file(tmp_path: Path, monkeypatch, capsys) -> None:
+    monkeypatch.setenv("ROUTER_MODEL__BUNDLE_DIR", str(tmp_path / "no-bundle"))
+    get_settings.cache_clear()
+    assert main(["serve"]) == 2
+    assert f"{tmp_path / 'no-bundle' / 'manifest.json'}: file not found" in capsys.readouterr().err
