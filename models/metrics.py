@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import numpy.typing as npt
 from sklearn.metrics import roc_auc_score
@@ -23,9 +25,9 @@ def expected_calibration_error(probabilities: FloatArray, outcomes: FloatArray, 
     return float(total / len(probabilities))
 
 
-def probability_metrics(probabilities: FloatArray, outcomes: FloatArray) -> dict[str, dict[str, float]]:
+def probability_metrics(probabilities: FloatArray, outcomes: FloatArray) -> dict[str, dict[str, Any]]:
     """Per route: AUROC, Brier score, expected calibration error, mean prediction and base rate."""
-    report: dict[str, dict[str, float]] = {}
+    report: dict[str, dict[str, Any]] = {}
     for i, route in enumerate(ROUTES):
         p, y = probabilities[:, i], outcomes[:, i]
         auroc = float(roc_auc_score(y, p)) if 0 < y.sum() < len(y) else float("nan")
@@ -35,6 +37,7 @@ def probability_metrics(probabilities: FloatArray, outcomes: FloatArray) -> dict
             "ece": round(expected_calibration_error(p, y), 4),
             "mean_predicted": round(float(p.mean()), 4),
             "base_rate": round(float(y.mean()), 4),
+            "reliability": reliability(p, y),
         }
     return report
 
@@ -48,3 +51,23 @@ def routed_outcome(choices: npt.NDArray[np.intp], em: FloatArray, cost: FloatArr
         "mean_cost": round(float(cost[rows, choices].mean()), 4),
         "mix": {route: round(float(counts[i] / len(choices)), 4) for i, route in enumerate(ROUTES)},
     }
+
+
+def reliability(probabilities: FloatArray, outcomes: FloatArray, bins: int = 10) -> list[dict[str, float]]:
+    """Per equal-width bin: its range, the mean prediction, the observed rate and the count (empty bins left out)."""
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    which = np.clip(np.digitize(probabilities, edges[1:-1]), 0, bins - 1)
+    table = []
+    for b in range(bins):
+        members = which == b
+        if members.any():
+            table.append(
+                {
+                    "low": round(float(edges[b]), 3),
+                    "high": round(float(edges[b + 1]), 3),
+                    "mean_predicted": round(float(probabilities[members].mean()), 4),
+                    "observed": round(float(outcomes[members].mean()), 4),
+                    "count": int(members.sum()),
+                }
+            )
+    return table

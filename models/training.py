@@ -11,7 +11,7 @@ maximise ``EM - cost_weight * mean retrieval calls``.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -140,6 +140,17 @@ def train(outcomes: Outcomes, embeddings: FloatArray, options: TrainOptions, pro
         "oracle_em": round(oracle_em, 4),
     }
     return TrainResult(classifier=classifier, thresholds=thresholds, calibration=method, metrics=metrics)
+
+
+def fitter(bundle: Bundle) -> Callable[[FloatArray, FloatArray], RouteClassifier]:
+    """Retrains a classifier the way ``bundle`` was trained (its options and calibration), on other rows."""
+    options = bundle.manifest["training"]["options"]
+    method: CalibrationMethod = bundle.manifest["calibration"]
+
+    def fit(x: FloatArray, em: FloatArray) -> RouteClassifier:
+        return fit_classifiers(x, em, int(options["folds"]), int(options["seed"]))[method]
+
+    return fit
 
 
 def train_bundle(

@@ -12,6 +12,7 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 from router.settings import Settings, get_settings
 
@@ -74,19 +75,41 @@ def _train(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _eval(args: argparse.Namespace, settings: Settings) -> int:
+    import numpy as np
+
     from models.bundle import load_bundle, load_thresholds
     from models.embedder import SentenceTransformerEmbedder
-    from models.evaluation import evaluate
+    from models.evaluation import EvalData, evaluate
     from models.outcomes import load_outcomes
+    from models.report import write_report
+    from models.training import fitter
 
     directory = args.model or settings.model.bundle_dir
     bundle = load_bundle(directory)
     thresholds = load_thresholds(args.thresholds or directory / "thresholds.json").thresholds
-    outcomes = load_outcomes(args.outcomes, args.split)
+    test = load_outcomes(args.outcomes, args.split)
+    train = load_outcomes(args.outcomes, args.train_split)
     embedder = SentenceTransformerEmbedder.load(settings.embedder.path, device=settings.embedder.device)
-    report = evaluate(bundle, thresholds, outcomes, embedder.encode(outcomes.questions, progress=not args.json))
-    print(json.dumps(report, indent=None if args.json else 2))
+    progress = not args.json
+    data = EvalData(
+        test=test,
+        test_x=embedder.encode(test.questions, progress=progress).astype(np.float64),
+        train=train,
+        train_x=embedder.encode(train.questions, progress=progress).astype(np.float64),
+    )
+    fit = None if args.skip_lodo else fitter(bundle)
+    report = evaluate(bundle, thresholds, data, fit=fit, resamples=args.resamples, progress=progress)
+    if args.out:
+        path = write_report(report, args.out)
+        print(f"report written to {path}", file=sys.stderr)
+    print(json.dumps(report) if args.json else _summary(report))
     return 0
+
+
+def _summary(report: dict[str, Any]) -> str:
+    from models.report import render_markdown
+
+    return render_markdown(report)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -112,7 +135,11 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--split", default="test")
     evaluate.add_argument("--model", type=Path, help="bundle directory (default: model.bundle_dir)")
     evaluate.add_argument("--thresholds", type=Path, help="thresholds file (default: the bundle's)")
-    evaluate.add_argument("--json", action="store_true")
+    evaluate.add_argument("--train-split", default="dev_500", help="rows the kNN baseline and LODO train on")
+    evaluate.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples")
+    evaluate.add_argument("--skip-lodo", action="store_true", help="skip leave-one-dataset-out (retrains 6 times)")
+    evaluate.add_argument("--out", type=Path, help="write report.md and PNG plots to this directory")
+    evaluate.add_argument("--json", action="store_true", help="print the whole report as one JSON object")
     return parser
 
 

@@ -78,3 +78,11 @@ def test_a_route_that_is_never_right_cannot_be_trained(dev: Outcomes, dev_embedd
     em[:, 0] = 0
     with pytest.raises(ValueError, match="nothing to learn"):
         fit_classifiers(dev_embeddings, em, folds=3, seed=0)
+
+
+def test_cost_mapping_uses_ircot_steps_where_present(outcomes_path: Path) -> None:
+    test = load_outcomes(outcomes_path, "test")
+    steps = [row["ircot_steps"] for row in test.rows]
+    assert test.cost[:, 0].tolist() == [0.0] * len(test)
+    assert test.cost[:, 1].tolist() == [1.0] * len(test)
+    assert test.cost[:, 2].tolist() == [float(s) for s in steps]

@@ -1,0 +1,79 @@
+"""Reference policies evaluated on the same questions as the router: fixed routes, random at a matched mix,
+k-nearest-neighbours on embeddings, the published Adaptive-RAG router (decisions stored in the benchmark's test
+rows), and the oracle."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from models.metrics import routed_outcome
+from models.outcomes import Outcomes
+from models.routes import ROUTES
+
+FloatArray = npt.NDArray[np.float64]
+ADAPTIVE_RAG_ROUTE = {"A": 0, "B": 1, "C": 2}  # no retrieval / single-step / multi-step (IRCoT)
+KNN_CANDIDATES = (10, 25, 50, 100, 200)
+
+
+def fixed_route(outcomes: Outcomes, route: int) -> dict[str, Any]:
+    choices = np.full(len(outcomes), route)
+    return routed_outcome(choices, outcomes.em, outcomes.cost) | {"f1": _f1(outcomes, choices)}
+
+
+def _f1(outcomes: Outcomes, choices: npt.NDArray[np.intp]) -> float:
+    return round(float(outcomes.f1[np.arange(len(outcomes)), choices].mean()), 4)
+
+
+def random_at_mix(outcomes: Outcomes, mix: dict[str, float]) -> dict[str, Any]:
+    """Expected EM and cost of picking route r with probability mix[r], independently of the question."""
+    weights = np.array([mix[route] for route in ROUTES])
+    return {
+        "em": round(float(outcomes.em.mean(axis=0) @ weights), 4),
+        "mean_cost": round(float(outcomes.cost.mean(axis=0) @ weights), 4),
+        "mix": mix,
+    }
+
+
+def oracle(outcomes: Outcomes) -> dict[str, Any]:
+    """The cheapest correct route per question (the cheapest route when none is correct)."""
+    order = np.argsort(outcomes.cost.mean(axis=0), kind="stable")
+    correct = outcomes.em[:, order] > 0
+    choices = np.where(correct.any(axis=1), order[np.argmax(correct, axis=1)], order[0])
+    return routed_outcome(choices, outcomes.em, outcomes.cost) | {"f1": _f1(outcomes, choices)}
+
+
+def adaptive_rag_choices(outcomes: Outcomes) -> npt.NDArray[np.intp] | None:
+    """The published router's decisions, or None when the rows do not carry them (e.g. dev rows)."""
+    options = [row.get("adaptive_rag_option") for row in outcomes.rows]
+    if any(option not in ADAPTIVE_RAG_ROUTE for option in options):
+        return None
+    return np.array([ADAPTIVE_RAG_ROUTE[str(option)] for option in options], dtype=np.intp)
+
+
+def adaptive_rag(outcomes: Outcomes) -> dict[str, Any] | None:
+    choices = adaptive_rag_choices(outcomes)
+    if choices is None:
+        return None
+    return routed_outcome(choices, outcomes.em, outcomes.cost) | {"f1": _f1(outcomes, choices)}
+
+
+def _neighbour_rates(similarity: FloatArray, train_em: FloatArray, k: int) -> FloatArray:
+    nearest = np.argpartition(-similarity, k - 1, axis=1)[:, :k]
+    rates: FloatArray = train_em[nearest].mean(axis=1)
+    return rates
+
+
+def choose_knn_k(train_x: FloatArray, train_em: FloatArray) -> int:
+    """k with the lowest leave-one-out Brier score on the training rows."""
+    similarity = train_x @ train_x.T
+    np.fill_diagonal(similarity, -np.inf)
+    briers = {k: float(np.mean((_neighbour_rates(similarity, train_em, k) - train_em) ** 2)) for k in KNN_CANDIDATES}
+    return min(briers, key=briers.__getitem__)
+
+
+def knn_probabilities(train_x: FloatArray, train_em: FloatArray, test_x: FloatArray, k: int) -> FloatArray:
+    """Per route, the success rate among the k most cosine-similar training questions."""
+    return _neighbour_rates(test_x @ train_x.T, train_em, k)
