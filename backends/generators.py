@@ -73,6 +73,8 @@ class Generation:
     text: str
     generator: Literal["llm", "extractive"]
     model: str | None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
 
 
 class Generator(Protocol):
@@ -115,7 +117,13 @@ class ChatGenerator:
         completion = await self._client.chat(
             model, build_messages(query, passages), max_tokens=self._max_tokens, temperature=self._temperature
         )
-        return Generation(text=completion.text.strip(), generator=self.name, model=model)
+        return Generation(
+            text=completion.text.strip(),
+            generator=self.name,
+            model=model,
+            prompt_tokens=completion.prompt_tokens,
+            completion_tokens=completion.completion_tokens,
+        )
 
 
 def _terms(text: str) -> set[str]:

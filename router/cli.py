@@ -1,4 +1,4 @@
-"""The ``router`` command (also ``python -m router``): serve, ingest, train, eval.
+"""The ``router`` command (also ``python -m router``): serve, ingest, label, train, eval.
 
 Settings come from ``ROUTER_*`` environment variables; flags given here override them for one run.
 """
@@ -52,6 +52,35 @@ def _ingest(args: argparse.Namespace, settings: Settings) -> int:
     report = asyncio.run(run())
     print(json.dumps(report) if args.json else " ".join(f"{k}={v}" for k, v in report.items()))
     return 0
+
+
+def _label(args: argparse.Namespace, settings: Settings) -> int:
+    from contextlib import AsyncExitStack
+
+    from router.labelling import Labeller, label, read_questions
+    from router.resources import build_generator, load_embedder, open_store
+
+    if not settings.llm.base_url:
+        print(
+            "router label: error: set ROUTER_LLM__BASE_URL (and the model names) to label with real answers",
+            file=sys.stderr,
+        )
+        return 2
+    questions = read_questions(args.questions)
+
+    async def run() -> dict[str, Any]:
+        embedder = await load_embedder(settings)
+        store = await open_store(settings, embedder.dimension)
+        async with AsyncExitStack() as stack:
+            labeller = Labeller(
+                store, embedder, build_generator(settings, stack), args.top_k or settings.retrieval.top_k, args.split
+            )
+            report = await label(questions, labeller, args.out, concurrency=args.concurrency, progress=not args.quiet)
+        return asdict(report)
+
+    report = asyncio.run(run())
+    print(json.dumps(report))
+    return 1 if report["failed"] else 0
 
 
 def _train(args: argparse.Namespace, settings: Settings) -> int:
@@ -122,6 +151,13 @@ def build_parser() -> argparse.ArgumentParser:
     ingest.add_argument("paths", nargs="+", type=Path)
     ingest.add_argument("--json", action="store_true", help="print the report as JSON")
     ingest.add_argument("--quiet", action="store_true", help="no progress bar")
+    label = sub.add_parser("label", help="answer questions through every route and write an outcomes file")
+    label.add_argument("--questions", type=Path, required=True, help='JSONL: {"id"?, "question", "answers": [...]}')
+    label.add_argument("--out", type=Path, required=True, help="outcomes JSONL (appended to; resumable)")
+    label.add_argument("--split", default="dev_500", help="split name written on each row (router train's default)")
+    label.add_argument("--concurrency", type=int, default=4, help="questions in flight at once")
+    label.add_argument("--top-k", type=int, help="passages retrieved (default: retrieval.top_k)")
+    label.add_argument("--quiet", action="store_true", help="no progress bar")
     train = sub.add_parser("train", help="train a route classifier bundle from an outcomes file")
     train.add_argument("--outcomes", type=Path, required=True)
     train.add_argument("--split", default="dev_500")
@@ -146,6 +182,7 @@ def build_parser() -> argparse.ArgumentParser:
 COMMANDS: dict[str, Callable[[argparse.Namespace, Settings], int]] = {
     "serve": _serve,
     "ingest": _ingest,
+    "label": _label,
     "train": _train,
     "eval": _eval,
 }
@@ -157,8 +194,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     from backends.errors import BackendError
     from models.bundle import BundleError
     from models.outcomes import OutcomesError
+    from router.labelling import QuestionsError
 
-    expected: tuple[type[Exception], ...] = (BundleError, OutcomesError, DocumentError, BackendError)
+    expected: tuple[type[Exception], ...] = (BundleError, OutcomesError, DocumentError, BackendError, QuestionsError)
     try:
         return COMMANDS[args.command](args, get_settings())
     except expected as exc:

@@ -40,7 +40,7 @@ async def open_store(settings: Settings, dimension: int) -> DocumentStore:
     )
 
 
-def _generator(settings: Settings, stack: AsyncExitStack) -> Generator:
+def build_generator(settings: Settings, stack: AsyncExitStack) -> Generator:
     cfg = settings.llm
     if not cfg.base_url:
         return ExtractiveGenerator()
@@ -68,7 +68,7 @@ async def open_service(settings: Settings) -> AsyncIterator[RouterService]:
         )
     store = await open_store(settings, embedder.dimension)
     async with AsyncExitStack() as stack:
-        generator = _generator(settings, stack)
+        generator = build_generator(settings, stack)
         log.info(
             "service_opened",
             model_version=bundle.version,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -59,3 +60,36 @@ def test_llm_down_is_a_clear_503(lancedb_uri: str) -> None:
         assert body["backend"] == "llm" and "unreachable" in body["detail"]
         decision = httpx.post(f"{live.url}/v1/route", json={"query": "What is LoRA?"}, timeout=30)
         assert decision.status_code == 200  # deciding needs no LLM
+
+
+@pytest.mark.llm_server
+def test_router_label_against_a_real_server(
+    tiny_llm_server: str, lancedb_uri: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    from models.outcomes import load_outcomes
+    from router.cli import main
+    from router.settings import get_settings
+
+    for name, value in {
+        "BASE_URL": tiny_llm_server,
+        "BASE_MODEL": "tiny-llama",
+        "FT_MODEL": "tiny-llama-ft",
+        "MAX_TOKENS": "8",
+    }.items():
+        monkeypatch.setenv(f"ROUTER_LLM__{name}", value)
+    monkeypatch.setenv("ROUTER_RETRIEVAL__URI", lancedb_uri)
+    get_settings.cache_clear()
+    questions = tmp_path / "questions.jsonl"
+    questions.write_text(
+        '{"id": "a", "question": "What is LoRA?", "answers": ["low-rank adaptation"]}\n'
+        '{"id": "b", "question": "What is vLLM?", "answers": ["an inference engine"]}\n'
+    )
+    out = tmp_path / "outcomes.jsonl"
+    try:
+        assert main(["label", "--questions", str(questions), "--out", str(out), "--quiet"]) == 0
+    finally:
+        get_settings.cache_clear()
+    assert json.loads(capsys.readouterr().out)["labelled"] == 2
+    outcomes = load_outcomes(out, "dev_500")
+    assert len(outcomes) == 2 and outcomes.em.shape == (2, 3)
+    assert all(isinstance(row["pred_zero"], str) and row["tokens_multi"] > 0 for row in outcomes.rows)
