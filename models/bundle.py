@@ -5,7 +5,7 @@ A bundle is a directory::
     manifest.json     format, version, embedder {name, dimension}, routes, costs, calibration,
                       training {data_sha256, split, rows, options}, libraries, metrics
     classifier.npz    linear heads and calibrator knots (plain arrays, loaded without pickle)
-    thresholds.json   the default thresholds chosen at training time
+    thresholds.json   the default policy chosen at training time: thresholds and cost_weight
 
 The version is ``<UTC date>-<first 10 hex of the classifier's sha256>``, so equal weights give equal versions.
 """
@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from models.classifier import Calibrator, RouteClassifier
-from models.policy import Thresholds
+from models.policy import Policy, Thresholds
 from models.routes import ROUTES
 
 FORMAT = 1
@@ -47,6 +47,14 @@ class Bundle:
     @property
     def version(self) -> str:
         return str(self.manifest["version"])
+
+    @property
+    def costs(self) -> tuple[float, ...]:
+        """Expected cost (retrieval calls) of each route at decision time, in ``ROUTES`` order."""
+        return tuple(float(self.manifest["costs"][route]) for route in ROUTES)
+
+    def policy(self, record: ThresholdsRecord) -> Policy:
+        return Policy(record.thresholds, record.cost_weight, self.costs)
 
 
 def default_bundle_dir() -> Path:
@@ -85,7 +93,11 @@ def atomic_write(path: Path, data: bytes) -> None:
 
 
 def save_bundle(
-    directory: Path, classifier: RouteClassifier, thresholds: Thresholds, manifest_fields: dict[str, Any]
+    directory: Path,
+    classifier: RouteClassifier,
+    thresholds: Thresholds,
+    cost_weight: float,
+    manifest_fields: dict[str, Any],
 ) -> Bundle:
     """Writes a bundle; ``manifest_fields`` adds embedder, calibration, training and metrics entries."""
     payload = _classifier_bytes(classifier)
@@ -99,15 +111,16 @@ def save_bundle(
         **manifest_fields,
     }
     atomic_write(directory / CLASSIFIER, payload)
-    atomic_write(directory / THRESHOLDS, thresholds_document(thresholds, "router train", 1))
+    atomic_write(directory / THRESHOLDS, thresholds_document(thresholds, cost_weight, "router train", 1))
     atomic_write(directory / MANIFEST, (json.dumps(manifest, indent=2) + "\n").encode())
     return Bundle(classifier=classifier, manifest=manifest)
 
 
-def thresholds_document(thresholds: Thresholds, updated_by: str, version: int) -> bytes:
+def thresholds_document(thresholds: Thresholds, cost_weight: float, updated_by: str, version: int) -> bytes:
     document = {
         "version": version,
         "thresholds": thresholds.as_dict(),
+        "cost_weight": cost_weight,
         "updated_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "updated_by": updated_by,
     }
@@ -150,6 +163,7 @@ def load_bundle(directory: Path) -> Bundle:
 @dataclass(frozen=True)
 class ThresholdsRecord:
     thresholds: Thresholds
+    cost_weight: float
     version: int
     updated_at: str
     updated_by: str
@@ -158,12 +172,14 @@ class ThresholdsRecord:
 def load_thresholds(path: Path) -> ThresholdsRecord:
     document = _read_json(path)
     try:
-        thresholds = Thresholds.from_mapping(document["thresholds"])
-        return ThresholdsRecord(
-            thresholds,
-            int(document["version"]),
-            str(document.get("updated_at", "")),
-            str(document.get("updated_by", "")),
+        record = ThresholdsRecord(
+            thresholds=Thresholds.from_mapping(document["thresholds"]),
+            cost_weight=float(document.get("cost_weight", 0.0)),
+            version=int(document["version"]),
+            updated_at=str(document.get("updated_at", "")),
+            updated_by=str(document.get("updated_by", "")),
         )
+        Policy(record.thresholds, record.cost_weight)  # validates the knob's range
     except (KeyError, TypeError, ValueError) as exc:
         raise BundleError(f"{path}: invalid thresholds ({exc})") from exc
+    return record

@@ -1,8 +1,8 @@
 """The cost/quality curve: sweeping a cost knob over a routing policy and summarising the frontier.
 
-The knob is the utility weight ``lam``: the policy takes ``argmax_r p_r - lam * c_r`` over routes, where ``c_r`` is
-the route's expected cost (retrieval calls) known at decision time. ``lam = 0`` takes the most likely route;
-a large ``lam`` takes the cheapest. Realised EM and cost come from the labelled outcomes.
+The knob is the policy's ``cost_weight`` (see ``models.policy``): among eligible routes it takes
+``argmax_r p_r - cost_weight * c_r``, where ``c_r`` is the route's expected cost known at decision time. 0 takes the
+most likely route; infinity the cheapest eligible one. Realised EM and cost come from the labelled outcomes.
 
 Summaries, on the upper envelope (the best EM reachable at or under each cost):
 - ``em_at_cost(budget)``: the best EM among swept points whose mean cost is <= budget (no interpolation, so every
@@ -13,22 +13,20 @@ Summaries, on the upper envelope (the best EM reachable at or under each cost):
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import numpy.typing as npt
+
+from models.policy import Policy, decide_batch
 
 FloatArray = npt.NDArray[np.float64]
 KNOBS: FloatArray = np.concatenate([[0.0], np.geomspace(1e-4, 1.0, 160), [np.inf]])
 
 
-def utility_choices(probabilities: FloatArray, route_costs: FloatArray, lam: float) -> npt.NDArray[np.intp]:
-    """Route index per row maximising ``p - lam * cost``; ties go to the cheaper route."""
-    costs = np.broadcast_to(route_costs, probabilities.shape)
-    utility = -costs if np.isinf(lam) else probabilities - lam * costs
-    order = np.argsort(route_costs, kind="stable")  # cheapest first, so argmax breaks ties towards it
-    best: npt.NDArray[np.intp] = order[np.argmax(utility[:, order], axis=1)]
-    return best
+def policy_choices(probabilities: FloatArray, policy: Policy, knob: float) -> npt.NDArray[np.intp]:
+    """The policy's routes with its cost knob set to ``knob`` (thresholds unchanged)."""
+    return decide_batch(probabilities, replace(policy, cost_weight=knob))
 
 
 @dataclass(frozen=True)
@@ -39,12 +37,12 @@ class CurvePoint:
 
 
 def sweep(
-    probabilities: FloatArray, route_costs: FloatArray, em: FloatArray, cost: FloatArray, knobs: FloatArray = KNOBS
+    probabilities: FloatArray, policy: Policy, em: FloatArray, cost: FloatArray, knobs: FloatArray = KNOBS
 ) -> list[CurvePoint]:
     rows = np.arange(len(em))
     points = []
     for lam in knobs:
-        choices = utility_choices(probabilities, route_costs, float(lam))
+        choices = policy_choices(probabilities, policy, float(lam))
         points.append(CurvePoint(float(lam), float(cost[rows, choices].mean()), float(em[rows, choices].mean())))
     return points
 

@@ -2,9 +2,9 @@
 
 Sections of the report (all computed on the same questions in one run):
 
-- ``routed``: the router at its configured thresholds: EM, F1, mean retrieval calls, route mix;
-- ``curve``: the utility policy ``argmax p - lam * cost`` swept over ``lam`` (see ``models.curve``): EM at mean cost
-  0.5 / 1.0 / 1.85 and the normalised area;
+- ``routed``: the router at its configured policy (thresholds and cost knob): EM, F1, mean retrieval calls, mix;
+- ``curve``: the policy swept over its cost knob (see ``models.curve``): EM at mean cost 0.5 / 1.0 / 1.85 and the
+  normalised area;
 - ``calibration``: per route AUROC, Brier, ECE and a reliability table;
 - ``baselines``: fixed routes, random at the router's mix, kNN on embeddings (trained on the training split,
   k by leave-one-out), Adaptive-RAG (when the rows carry its decisions), oracle;
@@ -33,10 +33,10 @@ from models.baselines import (
 )
 from models.bundle import Bundle
 from models.classifier import RouteClassifier
-from models.curve import KNOBS, em_at_cost, normalised_area, sweep, utility_choices
+from models.curve import KNOBS, em_at_cost, normalised_area, policy_choices, sweep
 from models.metrics import probability_metrics, routed_outcome
 from models.outcomes import Outcomes
-from models.policy import Thresholds, decide_batch
+from models.policy import Policy, decide_batch
 from models.routes import ROUTES
 
 FloatArray = npt.NDArray[np.float64]
@@ -52,14 +52,10 @@ class EvalData:
     train_x: FloatArray
 
 
-def route_costs(bundle: Bundle) -> FloatArray:
-    return np.array([float(bundle.manifest["costs"][route]) for route in ROUTES])
-
-
 def curve_summary(
-    probabilities: FloatArray, costs: FloatArray, outcomes: Outcomes, floor: float, top: float
+    probabilities: FloatArray, policy: Policy, outcomes: Outcomes, floor: float, top: float
 ) -> dict[str, Any]:
-    points = sweep(probabilities, costs, outcomes.em, outcomes.cost)
+    points = sweep(probabilities, policy, outcomes.em, outcomes.cost)
     pairs = [(p.mean_cost, p.em) for p in points]
     max_cost = float(outcomes.cost.max(axis=0).mean()) if len(outcomes) else 0.0
     return {
@@ -81,14 +77,15 @@ def _routed(choices: npt.NDArray[np.intp], outcomes: Outcomes) -> dict[str, Any]
     }
 
 
-def baselines(data: EvalData, costs: FloatArray, mix: dict[str, float]) -> dict[str, Any]:
+def baselines(data: EvalData, policy: Policy, mix: dict[str, float]) -> dict[str, Any]:
+    """The kNN baseline is swept with the router's policy (same thresholds and costs) over its kNN rates."""
     test = data.test
     report: dict[str, Any] = {f"always_{r}": fixed_route(test, i) for i, r in enumerate(ROUTES)}
     report["random_matched_mix"] = random_at_mix(test, mix)
     k = choose_knn_k(data.train_x, data.train.em)
     knn = knn_probabilities(data.train_x, data.train.em, data.test_x, k)
     floor, top = report["always_ft"]["em"], oracle(test)["em"]
-    report["knn"] = {"k": k, "curve": curve_summary(knn, costs, test, floor, top)}
+    report["knn"] = {"k": k, "curve": curve_summary(knn, policy, test, floor, top)}
     report["adaptive_rag"] = adaptive_rag(test)
     report["oracle"] = oracle(test)
     return report
@@ -98,7 +95,7 @@ def bootstrap(
     data: EvalData,
     routed: npt.NDArray[np.intp],
     probabilities: FloatArray,
-    costs: FloatArray,
+    policy: Policy,
     resamples: int,
     seed: int,
 ) -> dict[str, Any]:
@@ -107,7 +104,7 @@ def bootstrap(
     rng = np.random.default_rng(seed)
     weights = np.stack([np.bincount(rng.integers(0, n, n), minlength=n) for _ in range(resamples)], axis=1) / n
     rows = np.arange(n)
-    choice_sets = [utility_choices(probabilities, costs, float(lam)) for lam in KNOBS]
+    choice_sets = [policy_choices(probabilities, policy, float(lam)) for lam in KNOBS]
     curve_em = np.stack([test.em[rows, c] for c in choice_sets]) @ weights
     curve_cost = np.stack([test.cost[rows, c] for c in choice_sets]) @ weights
     at_one = np.where(curve_cost <= 1.0 + 1e-12, curve_em, -np.inf).max(axis=0)
@@ -158,7 +155,7 @@ def per_dataset(data: EvalData, routed: npt.NDArray[np.intp]) -> dict[str, Any]:
 
 
 def leave_one_dataset_out(
-    data: EvalData, fit: Fitter, thresholds: Thresholds, in_domain: npt.NDArray[np.intp], progress: bool
+    data: EvalData, fit: Fitter, policy: Policy, in_domain: npt.NDArray[np.intp], progress: bool
 ) -> dict[str, Any]:
     """Retrain without one dataset's training rows, then route that dataset's test rows."""
     report = {}
@@ -168,7 +165,7 @@ def leave_one_dataset_out(
         test_mask = np.array([d == name for d in data.test.datasets])
         classifier = fit(data.train_x[train_mask], data.train.em[train_mask])
         subset = data.test.subset(test_mask)
-        choices = decide_batch(classifier.predict_proba(data.test_x[test_mask]), thresholds)
+        choices = decide_batch(classifier.predict_proba(data.test_x[test_mask]), policy)
         report[name] = {
             "rows": len(subset),
             "held_out": _routed(choices, subset),
@@ -181,7 +178,7 @@ def leave_one_dataset_out(
 
 def evaluate(
     bundle: Bundle,
-    thresholds: Thresholds,
+    policy: Policy,
     data: EvalData,
     *,
     fit: Fitter | None = None,
@@ -192,21 +189,21 @@ def evaluate(
     """The whole report; ``fit`` (a trainer with the bundle's options) enables the leave-one-dataset-out section."""
     test = data.test
     probabilities = bundle.classifier.predict_proba(data.test_x)
-    choices = decide_batch(probabilities, thresholds)
-    costs = route_costs(bundle)
+    choices = decide_batch(probabilities, policy)
     routed = _routed(choices, test)
     report: dict[str, Any] = {
         "model_version": bundle.version,
         "rows": len(test),
-        "thresholds": thresholds.as_dict(),
+        "thresholds": policy.thresholds.as_dict(),
+        "cost_weight": policy.cost_weight,
         "routed": routed,
         "calibration": probability_metrics(probabilities, test.em),
-        "baselines": baselines(data, costs, routed["mix"]),
+        "baselines": baselines(data, policy, routed["mix"]),
     }
     floor, top = report["baselines"]["always_ft"]["em"], report["baselines"]["oracle"]["em"]
-    report["curve"] = curve_summary(probabilities, costs, test, floor, top)
-    report["ci"] = bootstrap(data, choices, probabilities, costs, resamples, seed)
+    report["curve"] = curve_summary(probabilities, policy, test, floor, top)
+    report["ci"] = bootstrap(data, choices, probabilities, policy, resamples, seed)
     report["per_dataset"] = per_dataset(data, choices)
     if fit is not None:
-        report["lodo"] = leave_one_dataset_out(data, fit, thresholds, choices, progress)
+        report["lodo"] = leave_one_dataset_out(data, fit, policy, choices, progress)
     return report

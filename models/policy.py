@@ -1,32 +1,38 @@
-"""The routing policy: a pure function from calibrated scores and thresholds to a route.
+"""The routing policy: a pure function from calibrated scores to a route, with thresholds and one cost knob.
 
-Meaning: routes are tried from cheapest to most expensive (``ft``, then ``rag``, then ``both``); the first route
-whose predicted probability of answering correctly is at least its threshold is taken. If no route clears its
-threshold, the route with the highest predicted probability is taken (ties go to the cheaper route).
+Rule, for one query with calibrated success probabilities ``p_r`` and expected costs ``c_r`` (retrieval calls):
 
-So ``thresholds.ft = 0.6`` reads "answer from the fine-tuned model alone only when it is at least 60% likely to be
-right"; raising it sends more traffic to retrieval, lowering it sends more to ``ft``. A threshold of 0 for ``both``
-makes ``both`` the catch-all; a threshold of 1 takes a route only when it is certain (or most likely).
+1. A route is *eligible* when ``p_r >= thresholds[r]`` (a floor: "take ``ft`` only when it is at least 60% likely to
+   be right"). When no route is eligible, all are.
+2. Among eligible routes, take the one maximising ``p_r - cost_weight * c_r``; ties go to the cheaper route.
+
+``cost_weight`` is the knob that moves the policy along the cost/quality curve. It reads as "success probability
+given up per retrieval call": at 0.02, a route that costs one more retrieval call is taken only if it is at least
+2 points more likely to be right. 0 takes the most likely route; a very large value takes the cheapest eligible one
+(so thresholds alone then give "the cheapest route that clears its threshold").
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
 
-from models.routes import ROUTES, Route
+from models.routes import DEFAULT_COSTS, ROUTES, Route
+
+MAX_COST_WEIGHT = 10.0
 
 
 @dataclass(frozen=True)
 class Thresholds:
-    """Minimum predicted success probability for each route to be taken, in ``ROUTES`` order of cost."""
+    """Minimum predicted success probability for each route to be eligible."""
 
-    ft: float
-    rag: float
-    both: float
+    ft: float = 0.0
+    rag: float = 0.0
+    both: float = 0.0
 
     def __post_init__(self) -> None:
         for route in ROUTES:
@@ -40,8 +46,8 @@ class Thresholds:
         missing = set(ROUTES) - set(values)
         if unknown or missing:
             raise ValueError(
-                f"thresholds need exactly the routes {list(ROUTES)}; unknown {sorted(unknown)}, "
-                f"missing {sorted(missing)}"
+                f"thresholds need exactly the routes {list(ROUTES)}; "
+                f"unknown {sorted(unknown)}, missing {sorted(missing)}"
             )
         return cls(**{route: float(values[route]) for route in ROUTES})
 
@@ -52,18 +58,32 @@ class Thresholds:
         return np.array([getattr(self, route) for route in ROUTES], dtype=np.float64)
 
 
-def decide(scores: Mapping[str, float], thresholds: Thresholds) -> Route:
-    """The route for one query's calibrated scores (see the module docstring for the rule)."""
-    for route in ROUTES:
-        if scores[route] >= getattr(thresholds, route):
-            return route
-    return max(ROUTES, key=lambda route: (scores[route], -ROUTES.index(route)))
+@dataclass(frozen=True)
+class Policy:
+    thresholds: Thresholds = field(default_factory=Thresholds)
+    cost_weight: float = 0.0
+    costs: tuple[float, ...] = tuple(DEFAULT_COSTS[route] for route in ROUTES)
+
+    def __post_init__(self) -> None:
+        if not (0.0 <= self.cost_weight <= MAX_COST_WEIGHT or math.isinf(self.cost_weight)):
+            raise ValueError(f"cost_weight must be within [0, {MAX_COST_WEIGHT}], got {self.cost_weight}")
+        if len(self.costs) != len(ROUTES):
+            raise ValueError(f"expected one cost per route {list(ROUTES)}")
 
 
-def decide_batch(probabilities: npt.NDArray[np.float64], thresholds: Thresholds) -> npt.NDArray[np.intp]:
-    """Vectorised :func:`decide`: route indices for an ``(n, routes)`` probability matrix."""
-    clears = probabilities >= thresholds.as_array()
-    first_clear = np.argmax(clears, axis=1)
-    most_likely = np.argmax(probabilities, axis=1)
-    choices: npt.NDArray[np.intp] = np.where(clears.any(axis=1), first_clear, most_likely).astype(np.intp)
+def decide_batch(probabilities: npt.NDArray[np.float64], policy: Policy) -> npt.NDArray[np.intp]:
+    """Route indices (into ``ROUTES``) for an ``(n, routes)`` probability matrix."""
+    costs = np.asarray(policy.costs, dtype=np.float64)
+    eligible = probabilities >= policy.thresholds.as_array()
+    eligible[~eligible.any(axis=1)] = True
+    penalty = costs if math.isinf(policy.cost_weight) else policy.cost_weight * costs
+    utility = np.where(eligible, (0.0 if math.isinf(policy.cost_weight) else probabilities) - penalty, -np.inf)
+    order = np.argsort(costs, kind="stable")  # cheapest first: argmax breaks ties towards it
+    choices: npt.NDArray[np.intp] = order[np.argmax(utility[:, order], axis=1)]
     return choices
+
+
+def decide(scores: Mapping[str, float], policy: Policy) -> Route:
+    """The route for one query's calibrated scores (see the module docstring for the rule)."""
+    row = np.array([[scores[route] for route in ROUTES]], dtype=np.float64)
+    return ROUTES[int(decide_batch(row, policy)[0])]

@@ -4,15 +4,14 @@ Per route, a logistic regression over the query embedding; its regularisation ``
 cross-validation on log loss, and its calibrator is fitted on inner out-of-fold decision scores (so the calibrator
 never sees scores of questions the linear model was trained on). The reported metrics come from an outer
 cross-validation around that whole procedure. With ``calibration="auto"`` the calibrator (sigmoid or isotonic)
-with the lower out-of-fold Brier score is kept. Default thresholds are chosen on the out-of-fold probabilities to
-maximise ``EM - cost_weight * mean retrieval calls``.
+with the lower out-of-fold Brier score is kept. The default policy (thresholds 0, see ``models.policy``) gets the
+cost knob value with the best out-of-fold EM within a mean-cost budget (``max_cost``).
 """
 
 from __future__ import annotations
 
-import itertools
-from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -25,30 +24,31 @@ from tqdm import tqdm
 
 from models.bundle import Bundle, save_bundle
 from models.classifier import CalibrationMethod, Calibrator, RouteClassifier
+from models.curve import em_at_cost, sweep
 from models.embedder import Embedder
 from models.metrics import probability_metrics, routed_outcome
 from models.outcomes import Outcomes
-from models.policy import Thresholds, decide_batch
+from models.policy import Policy, Thresholds, decide_batch
 from models.routes import ROUTES
 
 FloatArray = npt.NDArray[np.float64]
 METHODS: tuple[CalibrationMethod, ...] = ("sigmoid", "isotonic")
 C_GRID = (0.1, 0.3, 1.0, 3.0, 10.0)
-THRESHOLD_GRID = np.round(np.linspace(0.0, 1.0, 26), 2)
 
 
 @dataclass(frozen=True)
 class TrainOptions:
     calibration: Literal["auto", "sigmoid", "isotonic"] = "auto"
     folds: int = 5
-    cost_weight: float = 0.01
+    max_cost: float = 1.0
+    """Budget for the default policy: the cost knob is set for the best out-of-fold EM within this mean cost."""
     seed: int = 0
 
 
 @dataclass
 class TrainResult:
     classifier: RouteClassifier
-    thresholds: Thresholds
+    policy: Policy
     calibration: CalibrationMethod
     metrics: dict[str, Any] = field(default_factory=dict)
 
@@ -103,43 +103,41 @@ def out_of_fold_probabilities(
     return oof
 
 
-def select_thresholds(probabilities: FloatArray, em: FloatArray, cost: FloatArray, cost_weight: float) -> Thresholds:
-    """Grid search for the thresholds maximising ``EM - cost_weight * mean cost`` on the given rows."""
-    rows = np.arange(len(em))
-    best: tuple[float, Thresholds] | None = None
-    grid: Iterable[tuple[float, ...]] = itertools.product(THRESHOLD_GRID, repeat=len(ROUTES))
-    for values in grid:
-        thresholds = Thresholds(*values)
-        choices = decide_batch(probabilities, thresholds)
-        utility = float(em[rows, choices].mean() - cost_weight * cost[rows, choices].mean())
-        if best is None or utility > best[0] + 1e-12:
-            best = (utility, thresholds)
-    assert best is not None
-    return best[1]
+def select_cost_weight(
+    probabilities: FloatArray, policy: Policy, em: FloatArray, cost: FloatArray, max_cost: float
+) -> float:
+    """The knob value giving the highest EM among those whose mean cost stays within ``max_cost`` on these rows."""
+    points = [p for p in sweep(probabilities, policy, em, cost) if p.mean_cost <= max_cost + 1e-12]
+    return max(points, key=lambda p: (p.em, p.knob)).knob if points else float("inf")
 
 
 def train(outcomes: Outcomes, embeddings: FloatArray, options: TrainOptions, progress: bool = False) -> TrainResult:
-    """Fits the classifier on every row and reports out-of-fold metrics, baselines and default thresholds."""
+    """Fits the classifier on every row and reports out-of-fold metrics, baselines and the default policy."""
     oof = out_of_fold_probabilities(embeddings, outcomes.em, options, progress)
     briers = {m: float(np.mean((oof[m] - outcomes.em) ** 2)) for m in METHODS}
     method: CalibrationMethod = (
-        min(briers, key=briers.__getitem__) if options.calibration == "auto" else (options.calibration)
+        min(briers, key=briers.__getitem__) if options.calibration == "auto" else options.calibration
     )
-    thresholds = select_thresholds(oof[method], outcomes.em, outcomes.cost, options.cost_weight)
+    costs = tuple(float(np.median(outcomes.cost[:, i])) for i in range(len(ROUTES)))
+    policy = Policy(Thresholds(), 0.0, costs)
+    policy = replace(
+        policy, cost_weight=select_cost_weight(oof[method], policy, outcomes.em, outcomes.cost, options.max_cost)
+    )
     classifier = fit_classifiers(embeddings, outcomes.em, options.folds, options.seed)[method]
     n = len(outcomes)
     fixed = {route: routed_outcome(np.full(n, i), outcomes.em, outcomes.cost) for i, route in enumerate(ROUTES)}
-    oracle_em = float(outcomes.em.max(axis=1).mean())
+    curve = [(p.mean_cost, p.em) for p in sweep(oof[method], policy, outcomes.em, outcomes.cost)]
     metrics = {
         "evaluation": f"{options.folds}-fold out-of-fold on the training rows",
         "rows": n,
         "brier_by_calibration": {m: round(b, 4) for m, b in briers.items()},
         "routes": probability_metrics(oof[method], outcomes.em),
-        "routed": routed_outcome(decide_batch(oof[method], thresholds), outcomes.em, outcomes.cost),
+        "routed": routed_outcome(decide_batch(oof[method], policy), outcomes.em, outcomes.cost),
+        "em_at_cost": {str(b): em_at_cost(curve, b) for b in (0.5, 1.0, 1.85)},
         "fixed_routes": fixed,
-        "oracle_em": round(oracle_em, 4),
+        "oracle_em": round(float(outcomes.em.max(axis=1).mean()), 4),
     }
-    return TrainResult(classifier=classifier, thresholds=thresholds, calibration=method, metrics=metrics)
+    return TrainResult(classifier=classifier, policy=policy, calibration=method, metrics=metrics)
 
 
 def fitter(bundle: Bundle) -> Callable[[FloatArray, FloatArray], RouteClassifier]:
@@ -155,14 +153,14 @@ def fitter(bundle: Bundle) -> Callable[[FloatArray, FloatArray], RouteClassifier
 
 def train_bundle(
     outcomes: Outcomes, split: str, embedder: Embedder, directory: Path, options: TrainOptions, progress: bool = False
-) -> tuple[Bundle, Thresholds]:
+) -> tuple[Bundle, Policy]:
     """Embeds the questions, trains, and writes a bundle (classifier, manifest, default thresholds)."""
     embeddings = embedder.encode(outcomes.questions, progress=progress).astype(np.float64)
     result = train(outcomes, embeddings, options, progress)
     manifest_fields = {
         "embedder": {"name": embedder.name, "dimension": embedder.dimension},
         "calibration": result.calibration,
-        "costs": {route: float(np.median(outcomes.cost[:, i])) for i, route in enumerate(ROUTES)},
+        "costs": dict(zip(ROUTES, result.policy.costs, strict=True)),
         "training": {
             "data_sha256": outcomes.source_sha256,
             "split": split,
@@ -172,5 +170,7 @@ def train_bundle(
         },
         "metrics": result.metrics,
     }
-    bundle = save_bundle(directory, result.classifier, result.thresholds, manifest_fields)
-    return bundle, result.thresholds
+    bundle = save_bundle(
+        directory, result.classifier, result.policy.thresholds, result.policy.cost_weight, manifest_fields
+    )
+    return bundle, result.policy

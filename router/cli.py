@@ -90,13 +90,13 @@ def _train(args: argparse.Namespace, settings: Settings) -> int:
 
     outcomes = load_outcomes(args.outcomes, args.split)
     embedder = SentenceTransformerEmbedder.load(settings.embedder.path, device=settings.embedder.device)
-    options = TrainOptions(calibration=args.calibration, folds=args.folds, cost_weight=args.cost_weight, seed=args.seed)
+    options = TrainOptions(calibration=args.calibration, folds=args.folds, max_cost=args.max_cost, seed=args.seed)
     out = args.out or settings.model.bundle_dir
-    bundle, thresholds = train_bundle(outcomes, args.split, embedder, out, options, progress=True)
+    bundle, policy = train_bundle(outcomes, args.split, embedder, out, options, progress=True)
     metrics = bundle.manifest["metrics"]
     print(f"bundle {bundle.version} written to {out}")
     print(f"calibration: {bundle.manifest['calibration']} (out-of-fold Brier {metrics['brier_by_calibration']})")
-    print(f"thresholds: {thresholds.as_dict()}")
+    print(f"policy: thresholds {policy.thresholds.as_dict()}, cost_weight {policy.cost_weight:g}")
     print(f"out-of-fold routed: {json.dumps(metrics['routed'])}")
     for route, values in metrics["routes"].items():
         print(f"  {route:5} " + " ".join(f"{k}={v}" for k, v in values.items()))
@@ -115,7 +115,7 @@ def _eval(args: argparse.Namespace, settings: Settings) -> int:
 
     directory = args.model or settings.model.bundle_dir
     bundle = load_bundle(directory)
-    thresholds = load_thresholds(args.thresholds or directory / "thresholds.json").thresholds
+    policy = bundle.policy(load_thresholds(args.thresholds or directory / "thresholds.json"))
     test = load_outcomes(args.outcomes, args.split)
     train = load_outcomes(args.outcomes, args.train_split)
     embedder = SentenceTransformerEmbedder.load(settings.embedder.path, device=settings.embedder.device)
@@ -127,7 +127,7 @@ def _eval(args: argparse.Namespace, settings: Settings) -> int:
         train_x=embedder.encode(train.questions, progress=progress).astype(np.float64),
     )
     fit = None if args.skip_lodo else fitter(bundle)
-    report = evaluate(bundle, thresholds, data, fit=fit, resamples=args.resamples, progress=progress)
+    report = evaluate(bundle, policy, data, fit=fit, resamples=args.resamples, progress=progress)
     if args.out:
         path = write_report(report, args.out)
         print(f"report written to {path}", file=sys.stderr)
@@ -164,7 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--out", type=Path, help="bundle directory (default: model.bundle_dir)")
     train.add_argument("--calibration", choices=["auto", "sigmoid", "isotonic"], default="auto")
     train.add_argument("--folds", type=int, default=5)
-    train.add_argument("--cost-weight", type=float, default=0.01, help="EM given up per retrieval call")
+    train.add_argument("--max-cost", type=float, default=1.0, help="mean retrieval-call budget of the default policy")
     train.add_argument("--seed", type=int, default=0)
     evaluate = sub.add_parser("eval", help="evaluate a bundle on an outcomes file")
     evaluate.add_argument("--outcomes", type=Path, required=True)

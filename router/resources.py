@@ -82,6 +82,7 @@ async def open_service(settings: Settings) -> AsyncIterator[RouterService]:
             embedder=embedder,
             bundle=bundle,
             thresholds=thresholds,
+            policy=bundle.policy(thresholds),
             store=store,
             generator=generator,
             limiter=anyio.CapacityLimiter(settings.embedder.threads),

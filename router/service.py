@@ -20,7 +20,7 @@ from backends.generators import Generator
 from backends.lancedb import DocumentStore, Passage
 from models.bundle import Bundle, ThresholdsRecord
 from models.embedder import Embedder
-from models.policy import decide
+from models.policy import Policy, decide
 from models.routes import ROUTES, Route
 from router.errors import InvalidQuery
 from router.logs import current_request_id
@@ -48,6 +48,7 @@ class RouterService:
     embedder: Embedder
     bundle: Bundle
     thresholds: ThresholdsRecord
+    policy: Policy
     store: DocumentStore
     generator: Generator
     limiter: anyio.CapacityLimiter
@@ -68,7 +69,7 @@ class RouterService:
         embed_ms, start = _ms(start), time.perf_counter()
         probabilities = self.bundle.classifier.predict_proba(vectors)[0]
         scores: dict[str, float] = {route: round(float(p), 4) for route, p in zip(ROUTES, probabilities, strict=True)}
-        route = forced or decide(scores, self.thresholds.thresholds)
+        route = forced or decide(scores, self.policy)
         source: RouteSource = "request" if forced else "policy"
         return Decision(route, source, Scores(**scores), vectors[0], embed_ms, _ms(start))
 
@@ -79,6 +80,7 @@ class RouterService:
             route_source=decision.source,
             scores={r: getattr(decision.scores, r) for r in ROUTES},
             thresholds=self.thresholds.thresholds.as_dict(),
+            cost_weight=self.thresholds.cost_weight,
             thresholds_version=self.thresholds.version,
             model_version=self.bundle.version,
             **fields,

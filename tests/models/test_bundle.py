@@ -23,8 +23,12 @@ def _classifier(dimension: int = 8, seed: int = 0) -> RouteClassifier:
 
 
 def _save(directory: Path, classifier: RouteClassifier) -> None:
-    fields = {"embedder": {"name": "test", "dimension": classifier.dimension}, "calibration": "sigmoid"}
-    save_bundle(directory, classifier, Thresholds(0.6, 0.4, 0.0), fields)
+    fields = {
+        "embedder": {"name": "test", "dimension": classifier.dimension},
+        "calibration": "sigmoid",
+        "costs": {"ft": 0.0, "rag": 1.0, "both": 3.35},
+    }
+    save_bundle(directory, classifier, Thresholds(0.6, 0.4, 0.0), 0.02, fields)
 
 
 def test_round_trip_gives_identical_probabilities_and_manifest(tmp_path: Path) -> None:
@@ -35,7 +39,8 @@ def test_round_trip_gives_identical_probabilities_and_manifest(tmp_path: Path) -
     np.testing.assert_array_equal(loaded.classifier.predict_proba(x), classifier.predict_proba(x))
     assert loaded.manifest["routes"] == list(ROUTES)
     assert {"numpy", "scikit-learn", "python"} <= set(loaded.manifest["libraries"])
-    assert load_thresholds(tmp_path / "thresholds.json").thresholds == Thresholds(0.6, 0.4, 0.0)
+    record = load_thresholds(tmp_path / "thresholds.json")
+    assert (record.thresholds, record.cost_weight, record.version) == (Thresholds(0.6, 0.4, 0.0), 0.02, 1)
 
 
 def test_version_is_content_addressed(tmp_path: Path) -> None:
@@ -85,3 +90,10 @@ def test_shipped_default_bundle_loads_and_was_trained_on_dev_only() -> None:
     assert bundle.manifest["training"]["rows"] == 3000
     assert bundle.manifest["calibration"] in {"sigmoid", "isotonic"}
     load_thresholds(default_bundle_dir() / "thresholds.json")
+
+
+def test_cost_weight_out_of_range_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "thresholds.json"
+    path.write_text(json.dumps({"version": 1, "thresholds": {"ft": 0, "rag": 0, "both": 0}, "cost_weight": -1}))
+    with pytest.raises(BundleError, match="cost_weight"):
+        load_thresholds(path)

@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 
 from models.baselines import oracle, random_at_mix
-from models.curve import em_at_cost, frontier, normalised_area, utility_choices
+from models.curve import em_at_cost, frontier, normalised_area, policy_choices
 from models.metrics import expected_calibration_error, probability_metrics, reliability, routed_outcome
 from models.outcomes import Outcomes
+from models.policy import Policy, Thresholds
 
 
 def _outcomes(em: list[list[float]], cost: list[list[float]] | None = None) -> Outcomes:
@@ -50,13 +51,13 @@ def test_random_at_matched_mix_is_the_expected_value() -> None:
     assert result["em"] == 0.5 and result["mean_cost"] == 0.5
 
 
-def test_utility_choices_trade_probability_for_cost_and_break_ties_cheaply() -> None:
+def test_policy_choices_set_the_knob_and_break_ties_cheaply() -> None:
     p = np.array([[0.30, 0.40, 0.50], [0.5, 0.5, 0.5]])
-    costs = np.array([0.0, 1.0, 3.0])
-    assert utility_choices(p, costs, 0.0).tolist() == [2, 0]
-    assert utility_choices(p, costs, 0.05).tolist() == [1, 0]  # 0.30, 0.35, 0.35: rag ties both, rag is cheaper
-    assert utility_choices(p, costs, 0.2).tolist() == [0, 0]
-    assert utility_choices(p, costs, np.inf).tolist() == [0, 0]
+    policy = Policy(Thresholds(), 0.0, (0.0, 1.0, 3.0))
+    assert policy_choices(p, policy, 0.0).tolist() == [2, 0]
+    assert policy_choices(p, policy, 0.05).tolist() == [1, 0]  # 0.30, 0.35, 0.35: rag ties both, rag is cheaper
+    assert policy_choices(p, policy, 0.2).tolist() == [0, 0]
+    assert policy_choices(p, policy, np.inf).tolist() == [0, 0]
 
 
 def test_frontier_em_at_cost_and_normalised_area() -> None:

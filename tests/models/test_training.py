@@ -70,7 +70,7 @@ def test_training_reports_calibrated_out_of_fold_probabilities(dev: Outcomes, de
         assert values["brier"] <= values["base_rate"] * (1 - values["base_rate"]) + 0.02, route
         assert values["ece"] < 0.15, route
     assert 0 <= metrics["routed"]["em"] <= metrics["oracle_em"]
-    assert sum(metrics["routed"]["mix"].values()) == pytest.approx(1.0)
+    assert sum(metrics["routed"]["mix"].values()) == pytest.approx(1.0, abs=1e-3)
 
 
 def test_a_route_that_is_never_right_cannot_be_trained(dev: Outcomes, dev_embeddings: np.ndarray) -> None:
