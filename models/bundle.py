@@ -4,7 +4,7 @@ A bundle is a directory::
 
     manifest.json     format, version, embedder {name, dimension}, routes, costs, calibration,
                       training {data_sha256, split, rows, options}, libraries, metrics
-    classifier.npz    linear heads and calibrator knots (plain arrays, loaded without pickle)
+    classifier.npz    linear heads, calibrator knots, shape-feature scaling (plain arrays, loaded without pickle)
     thresholds.json   the default policy chosen at training time: thresholds and cost_weight
 
 The version is ``<UTC date>-<first 10 hex of the classifier's sha256>``, so equal weights give equal versions.
@@ -26,7 +26,8 @@ from typing import Any
 
 import numpy as np
 
-from models.classifier import Calibrator, RouteClassifier
+from models.classifier import Calibrator, RouteClassifier, ShapeScaler
+from models.features import SHAPE_DIMENSION
 from models.policy import Policy, Thresholds
 from models.routes import ROUTES
 
@@ -74,6 +75,8 @@ def library_versions() -> dict[str, str]:
 
 def _classifier_bytes(classifier: RouteClassifier) -> bytes:
     arrays: dict[str, np.ndarray[Any, Any]] = {"weights": classifier.weights, "biases": classifier.biases}
+    if classifier.shape is not None:
+        arrays["shape_mean"], arrays["shape_scale"] = classifier.shape.mean, classifier.shape.scale
     for route, calibrator in zip(ROUTES, classifier.calibrators, strict=True):
         arrays[f"{route}_x"], arrays[f"{route}_y"] = calibrator.knots_x, calibrator.knots_y
     buffer = io.BytesIO()
@@ -149,11 +152,16 @@ def load_bundle(directory: Path) -> Bundle:
             calibrators = tuple(
                 Calibrator(manifest["calibration"], arrays[f"{route}_x"], arrays[f"{route}_y"]) for route in ROUTES
             )
-            classifier = RouteClassifier(arrays["weights"], arrays["biases"], calibrators)
+            shape = ShapeScaler(arrays["shape_mean"], arrays["shape_scale"]) if "shape_mean" in arrays else None
+            classifier = RouteClassifier(arrays["weights"], arrays["biases"], calibrators, shape)
     except FileNotFoundError as exc:
         raise BundleError(f"{path}: file not found") from exc
     except (OSError, KeyError, ValueError) as exc:
         raise BundleError(f"{path}: corrupt classifier ({exc})") from exc
+    if classifier.shape is not None and len(classifier.shape.mean) != SHAPE_DIMENSION:
+        raise BundleError(
+            f"{path}: {len(classifier.shape.mean)} shape features, this version computes {SHAPE_DIMENSION}"
+        )
     expected = manifest.get("embedder", {}).get("dimension")
     if expected != classifier.dimension:
         raise BundleError(f"{path}: classifier dimension {classifier.dimension} != manifest's {expected}")

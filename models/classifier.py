@@ -1,8 +1,9 @@
 """The route classifier: per route, a calibrated probability that the route answers correctly.
 
-Each route has its own head: a linear model over the query embedding (trained with scikit-learn's
-``LogisticRegression``) whose decision score ``f = w·x + b`` is mapped to a probability by a calibrator fitted on
-out-of-fold scores. Two calibrators are supported:
+Each route has its own head: a linear model (scikit-learn's ``LogisticRegression``) over the query embedding,
+optionally followed by the standardised question-shape features of ``models.features``. Its decision score
+``f = w·x + b`` is mapped to a probability by a calibrator fitted on out-of-fold scores. Two calibrators are
+supported:
 
 - ``sigmoid`` (Platt scaling): ``p = 1 / (1 + exp(-(a·f + c)))``;
 - ``isotonic``: a monotone piecewise-linear map through the knots ``(x_k, y_k)``, clipped at both ends.
@@ -13,12 +14,14 @@ no scikit-learn version coupling), and exactly equals scikit-learn's own ``decis
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
 
+from models.features import question_shape
 from models.routes import ROUTES
 
 CalibrationMethod = Literal["sigmoid", "isotonic"]
@@ -42,33 +45,70 @@ class Calibrator:
 
 
 @dataclass(frozen=True)
+class ShapeScaler:
+    """Standardises question-shape features with training-row statistics; scaled by 1/sqrt(k) so the block as a
+    whole weighs about as much as one unit-norm embedding."""
+
+    mean: FloatArray
+    scale: FloatArray
+
+    @classmethod
+    def fit(cls, questions: Sequence[str]) -> ShapeScaler:
+        shapes = question_shape(questions)
+        return cls(shapes.mean(axis=0), shapes.std(axis=0) + 1e-9)
+
+    def __call__(self, questions: Sequence[str]) -> FloatArray:
+        scaled: FloatArray = (question_shape(questions) - self.mean) / self.scale / np.sqrt(len(self.mean))
+        return scaled
+
+
+@dataclass(frozen=True)
 class RouteClassifier:
     """Linear heads (one row of ``weights`` per route, in ``ROUTES`` order) and their calibrators."""
 
     weights: FloatArray
     biases: FloatArray
     calibrators: tuple[Calibrator, ...]
+    shape: ShapeScaler | None = None
 
     def __post_init__(self) -> None:
         routes = len(ROUTES)
         if self.weights.ndim != 2 or self.weights.shape[0] != routes:
-            raise ValueError(f"weights must have shape ({routes}, dimension), got {self.weights.shape}")
+            raise ValueError(f"weights must have shape ({routes}, features), got {self.weights.shape}")
         if self.biases.shape != (routes,) or len(self.calibrators) != routes:
             raise ValueError(f"expected {routes} biases and calibrators")
+        if self.dimension <= 0:
+            raise ValueError("no embedding columns left in the weights")
 
     @property
     def dimension(self) -> int:
-        return int(self.weights.shape[1])
+        """The embedding dimension the classifier expects."""
+        return int(self.weights.shape[1]) - (len(self.shape.mean) if self.shape else 0)
 
-    def decision_function(self, embeddings: npt.NDArray[np.floating]) -> FloatArray:
-        """Raw scores, shape ``(n, routes)``."""
+    def features(self, embeddings: npt.NDArray[np.floating], questions: Sequence[str]) -> FloatArray:
         matrix = np.atleast_2d(np.asarray(embeddings, dtype=np.float64))
         if matrix.shape[1] != self.dimension:
             raise ValueError(f"embedding dimension {matrix.shape[1]} != classifier dimension {self.dimension}")
-        return matrix @ self.weights.T + self.biases
+        return self.features_of(matrix, questions, self.shape)
 
-    def predict_proba(self, embeddings: npt.NDArray[np.floating]) -> FloatArray:
+    @staticmethod
+    def features_of(
+        embeddings: npt.NDArray[np.floating], questions: Sequence[str], shape: ShapeScaler | None
+    ) -> FloatArray:
+        """The feature matrix: the embeddings, then (with a scaler) the scaled shape features of the questions."""
+        matrix = np.atleast_2d(np.asarray(embeddings, dtype=np.float64))
+        if shape is None:
+            return matrix
+        if len(questions) != len(matrix):
+            raise ValueError("this classifier uses question-shape features: pass one question per embedding")
+        return np.hstack([matrix, shape(questions)])
+
+    def decision_function(self, embeddings: npt.NDArray[np.floating], questions: Sequence[str] = ()) -> FloatArray:
+        """Raw scores, shape ``(n, routes)``."""
+        return self.features(embeddings, questions) @ self.weights.T + self.biases
+
+    def predict_proba(self, embeddings: npt.NDArray[np.floating], questions: Sequence[str] = ()) -> FloatArray:
         """Calibrated success probability per route, shape ``(n, routes)``."""
-        scores = self.decision_function(embeddings)
+        scores = self.decision_function(embeddings, questions)
         columns = [calibrate(scores[:, i]) for i, calibrate in enumerate(self.calibrators)]
         return np.clip(np.column_stack(columns), 0.0, 1.0)

@@ -14,7 +14,6 @@ Sections of the report (all computed on the same questions in one run):
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,16 +31,15 @@ from models.baselines import (
     random_at_mix,
 )
 from models.bundle import Bundle
-from models.classifier import RouteClassifier
 from models.curve import KNOBS, em_at_cost, normalised_area, policy_choices, sweep
 from models.metrics import probability_metrics, routed_outcome
 from models.outcomes import Outcomes
 from models.policy import Policy, decide_batch
 from models.routes import ROUTES
+from models.training import Fitter
 
 FloatArray = npt.NDArray[np.float64]
 BUDGETS = (0.5, 1.0, 1.85)
-Fitter = Callable[[FloatArray, FloatArray], RouteClassifier]
 
 
 @dataclass(frozen=True)
@@ -163,9 +161,10 @@ def leave_one_dataset_out(
     for name in tqdm(names, desc="leave-one-dataset-out", unit="dataset", disable=not progress):
         train_mask = np.array([d != name for d in data.train.datasets])
         test_mask = np.array([d == name for d in data.test.datasets])
-        classifier = fit(data.train_x[train_mask], data.train.em[train_mask])
+        train = data.train.subset(train_mask)
+        classifier = fit(data.train_x[train_mask], train.questions, train.em)
         subset = data.test.subset(test_mask)
-        choices = decide_batch(classifier.predict_proba(data.test_x[test_mask]), policy)
+        choices = decide_batch(classifier.predict_proba(data.test_x[test_mask], subset.questions), policy)
         report[name] = {
             "rows": len(subset),
             "held_out": _routed(choices, subset),
@@ -188,7 +187,7 @@ def evaluate(
 ) -> dict[str, Any]:
     """The whole report; ``fit`` (a trainer with the bundle's options) enables the leave-one-dataset-out section."""
     test = data.test
-    probabilities = bundle.classifier.predict_proba(data.test_x)
+    probabilities = bundle.classifier.predict_proba(data.test_x, test.questions)
     choices = decide_batch(probabilities, policy)
     routed = _routed(choices, test)
     report: dict[str, Any] = {

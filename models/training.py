@@ -10,7 +10,7 @@ cost knob value with the best out-of-fold EM within a mean-cost budget (``max_co
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -23,7 +23,7 @@ from sklearn.model_selection import KFold, StratifiedKFold, cross_val_predict
 from tqdm import tqdm
 
 from models.bundle import Bundle, save_bundle
-from models.classifier import CalibrationMethod, Calibrator, RouteClassifier
+from models.classifier import CalibrationMethod, Calibrator, RouteClassifier, ShapeScaler
 from models.curve import em_at_cost, sweep
 from models.embedder import Embedder
 from models.metrics import probability_metrics, routed_outcome
@@ -40,6 +40,7 @@ C_GRID = (0.1, 0.3, 1.0, 3.0, 10.0)
 class TrainOptions:
     calibration: Literal["auto", "sigmoid", "isotonic"] = "auto"
     folds: int = 5
+    features: Literal["embedding", "embedding+shape"] = "embedding+shape"
     max_cost: float = 1.0
     """Budget for the default policy: the cost knob is set for the best out-of-fold EM within this mean cost."""
     seed: int = 0
@@ -83,23 +84,29 @@ def _fit_head(x: FloatArray, y: FloatArray, folds: int, seed: int) -> tuple[Logi
     return model, {method: fit_calibrator(scores, y, method) for method in METHODS}
 
 
-def fit_classifiers(x: FloatArray, em: FloatArray, folds: int, seed: int) -> dict[CalibrationMethod, RouteClassifier]:
-    """A classifier per calibration method; the linear heads are shared, only the calibrators differ."""
-    heads = [_fit_head(x, em[:, i], folds, seed) for i in range(len(ROUTES))]
+def fit_classifiers(
+    embeddings: FloatArray, questions: Sequence[str], em: FloatArray, options: TrainOptions
+) -> dict[CalibrationMethod, RouteClassifier]:
+    """A classifier per calibration method; the linear heads are shared, only the calibrators differ. Everything,
+    the shape features' scaling included, is fitted on these rows only."""
+    shape = ShapeScaler.fit(questions) if options.features == "embedding+shape" else None
+    x = RouteClassifier.features_of(embeddings, questions, shape)
+    heads = [_fit_head(x, em[:, i], options.folds, options.seed) for i in range(len(ROUTES))]
     weights = np.vstack([model.coef_[0] for model, _ in heads])
     biases = np.array([model.intercept_[0] for model, _ in heads])
-    return {m: RouteClassifier(weights, biases, tuple(cal[m] for _, cal in heads)) for m in METHODS}
+    return {m: RouteClassifier(weights, biases, tuple(cal[m] for _, cal in heads), shape) for m in METHODS}
 
 
 def out_of_fold_probabilities(
-    x: FloatArray, em: FloatArray, options: TrainOptions, progress: bool = False
+    embeddings: FloatArray, questions: Sequence[str], em: FloatArray, options: TrainOptions, progress: bool = False
 ) -> dict[CalibrationMethod, FloatArray]:
     """Outer cross-validation of the whole fitting procedure: honest probabilities for every row."""
     oof = {method: np.zeros_like(em) for method in METHODS}
-    splits = KFold(options.folds, shuffle=True, random_state=options.seed).split(x)
+    splits = KFold(options.folds, shuffle=True, random_state=options.seed).split(embeddings)
     for train, test in tqdm(list(splits), desc="cross-validating", disable=not progress, unit="fold"):
-        for method, classifier in fit_classifiers(x[train], em[train], options.folds, options.seed).items():
-            oof[method][test] = classifier.predict_proba(x[test])
+        fitted = fit_classifiers(embeddings[train], [questions[i] for i in train], em[train], options)
+        for method, classifier in fitted.items():
+            oof[method][test] = classifier.predict_proba(embeddings[test], [questions[i] for i in test])
     return oof
 
 
@@ -113,7 +120,7 @@ def select_cost_weight(
 
 def train(outcomes: Outcomes, embeddings: FloatArray, options: TrainOptions, progress: bool = False) -> TrainResult:
     """Fits the classifier on every row and reports out-of-fold metrics, baselines and the default policy."""
-    oof = out_of_fold_probabilities(embeddings, outcomes.em, options, progress)
+    oof = out_of_fold_probabilities(embeddings, outcomes.questions, outcomes.em, options, progress)
     briers = {m: float(np.mean((oof[m] - outcomes.em) ** 2)) for m in METHODS}
     method: CalibrationMethod = (
         min(briers, key=briers.__getitem__) if options.calibration == "auto" else options.calibration
@@ -123,7 +130,7 @@ def train(outcomes: Outcomes, embeddings: FloatArray, options: TrainOptions, pro
     policy = replace(
         policy, cost_weight=select_cost_weight(oof[method], policy, outcomes.em, outcomes.cost, options.max_cost)
     )
-    classifier = fit_classifiers(embeddings, outcomes.em, options.folds, options.seed)[method]
+    classifier = fit_classifiers(embeddings, outcomes.questions, outcomes.em, options)[method]
     n = len(outcomes)
     fixed = {route: routed_outcome(np.full(n, i), outcomes.em, outcomes.cost) for i, route in enumerate(ROUTES)}
     curve = [(p.mean_cost, p.em) for p in sweep(oof[method], policy, outcomes.em, outcomes.cost)]
@@ -140,13 +147,16 @@ def train(outcomes: Outcomes, embeddings: FloatArray, options: TrainOptions, pro
     return TrainResult(classifier=classifier, policy=policy, calibration=method, metrics=metrics)
 
 
-def fitter(bundle: Bundle) -> Callable[[FloatArray, FloatArray], RouteClassifier]:
+Fitter = Callable[[FloatArray, Sequence[str], FloatArray], RouteClassifier]
+
+
+def fitter(bundle: Bundle) -> Fitter:
     """Retrains a classifier the way ``bundle`` was trained (its options and calibration), on other rows."""
-    options = bundle.manifest["training"]["options"]
+    options = TrainOptions(**bundle.manifest["training"]["options"])
     method: CalibrationMethod = bundle.manifest["calibration"]
 
-    def fit(x: FloatArray, em: FloatArray) -> RouteClassifier:
-        return fit_classifiers(x, em, int(options["folds"]), int(options["seed"]))[method]
+    def fit(embeddings: FloatArray, questions: Sequence[str], em: FloatArray) -> RouteClassifier:
+        return fit_classifiers(embeddings, questions, em, options)[method]
 
     return fit
 
@@ -166,7 +176,7 @@ def train_bundle(
             "split": split,
             "rows": len(outcomes),
             "options": asdict(options),
-            "features": "query embedding only",
+            "features": options.features,
         },
         "metrics": result.metrics,
     }

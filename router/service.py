@@ -67,7 +67,7 @@ class RouterService:
         start = time.perf_counter()
         vectors = await anyio.to_thread.run_sync(self.embedder.encode, [query], limiter=self.limiter)
         embed_ms, start = _ms(start), time.perf_counter()
-        probabilities = self.bundle.classifier.predict_proba(vectors)[0]
+        probabilities = self.bundle.classifier.predict_proba(vectors, [query])[0]
         scores: dict[str, float] = {route: round(float(p), 4) for route, p in zip(ROUTES, probabilities, strict=True)}
         route = forced or decide(scores, self.policy)
         source: RouteSource = "request" if forced else "policy"

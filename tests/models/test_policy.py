@@ -86,3 +86,11 @@ def test_thresholds_need_exactly_the_known_routes() -> None:
 def test_cost_weight_out_of_range_is_rejected(weight: float) -> None:
     with pytest.raises(ValueError, match="cost_weight"):
         Policy(Thresholds(), weight, COSTS)
+
+
+def test_the_readme_worked_example() -> None:
+    costs = (0.0, 1.0, 3.35)
+    assert decide({"ft": 0.52, "rag": 0.50, "both": 0.58}, Policy(Thresholds(), 0.03, costs)) == "ft"
+    assert decide({"ft": 0.20, "rag": 0.35, "both": 0.40}, Policy(Thresholds(), 0.03, costs)) == "rag"
+    assert decide({"ft": 0.20, "rag": 0.35, "both": 0.40}, Policy(Thresholds(), 0.01, costs)) == "both"
+    assert decide({"ft": 0.20, "rag": 0.35, "both": 0.40}, Policy(Thresholds(rag=0.4), 0.03, costs)) == "both"

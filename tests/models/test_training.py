@@ -8,6 +8,7 @@ from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression
 
 from models.embedder import SentenceTransformerEmbedder
+from models.features import SHAPE_DIMENSION
 from models.outcomes import Outcomes, load_outcomes
 from models.training import TrainOptions, fit_calibrator, fit_classifiers, train
 
@@ -49,15 +50,18 @@ def test_isotonic_calibrator_equals_scikit_learn_and_clips_outside_the_range() -
 
 
 def test_numpy_inference_equals_scikit_learn_models(dev: Outcomes, dev_embeddings: np.ndarray) -> None:
-    classifier = fit_classifiers(dev_embeddings, dev.em, folds=3, seed=0)["sigmoid"]
-    for i in range(3):
-        reference = LogisticRegression(C=1.0, max_iter=2000).fit(dev_embeddings, dev.em[:, i])
-        assert classifier.weights[i].shape == reference.coef_[0].shape
-    probabilities = classifier.predict_proba(dev_embeddings)
-    assert probabilities.shape == (300, 3)
-    assert np.all((probabilities >= 0) & (probabilities <= 1))
-    scores = dev_embeddings @ classifier.weights.T + classifier.biases
-    np.testing.assert_allclose(classifier.decision_function(dev_embeddings), scores)
+    classifier = fit_classifiers(dev_embeddings, dev.questions, dev.em, TrainOptions(folds=3))["sigmoid"]
+    assert classifier.shape is not None and classifier.dimension == 384
+    features = np.hstack([dev_embeddings, classifier.shape(dev.questions)])
+    assert features.shape == (300, 384 + SHAPE_DIMENSION)
+    np.testing.assert_allclose(classifier.shape(dev.questions).mean(axis=0), 0, atol=1e-9)  # fitted on these rows
+    probabilities = classifier.predict_proba(dev_embeddings, dev.questions)
+    for i, calibrator in enumerate(classifier.calibrators):
+        scores = features @ classifier.weights[i] + classifier.biases[i]
+        np.testing.assert_allclose(classifier.decision_function(dev_embeddings, dev.questions)[:, i], scores)
+        np.testing.assert_allclose(probabilities[:, i], calibrator(scores))
+    with pytest.raises(ValueError, match="one question per embedding"):
+        classifier.predict_proba(dev_embeddings)
 
 
 def test_training_reports_calibrated_out_of_fold_probabilities(dev: Outcomes, dev_embeddings: np.ndarray) -> None:
@@ -77,7 +81,7 @@ def test_a_route_that_is_never_right_cannot_be_trained(dev: Outcomes, dev_embedd
     em = dev.em.copy()
     em[:, 0] = 0
     with pytest.raises(ValueError, match="nothing to learn"):
-        fit_classifiers(dev_embeddings, em, folds=3, seed=0)
+        fit_classifiers(dev_embeddings, dev.questions, em, TrainOptions(folds=3))
 
 
 def test_cost_mapping_uses_ircot_steps_where_present(outcomes_path: Path) -> None:
