@@ -119,6 +119,20 @@ def save_bundle(
     return Bundle(classifier=classifier, manifest=manifest)
 
 
+def record_evaluation(directory: Path, split: str, report: dict[str, Any]) -> None:
+    """Adds an evaluation's headline figures to the manifest under ``evaluation[split]``."""
+    manifest = _read_json(directory / MANIFEST)
+    headline = {key: report[key] for key in ("rows", "routed", "ci")}
+    headline["curve"] = {key: report["curve"][key] for key in ("em_at_cost", "normalised_area")}
+    headline["calibration"] = {
+        route: {key: value for key, value in metrics.items() if key != "reliability"}
+        for route, metrics in report["calibration"].items()
+    }
+    headline["adaptive_rag"] = report["baselines"].get("adaptive_rag")
+    manifest.setdefault("evaluation", {})[split] = headline
+    atomic_write(directory / MANIFEST, (json.dumps(manifest, indent=2) + "\n").encode())
+
+
 def thresholds_document(thresholds: Thresholds, cost_weight: float, updated_by: str, version: int) -> bytes:
     document = {
         "version": version,

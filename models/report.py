@@ -32,11 +32,14 @@ def plot_curve(report: dict[str, Any], path: Path) -> None:
     named |= {"random at router's mix": report["baselines"]["random_matched_mix"]}
     for label, values in named.items():
         if values:
+            below = label.startswith("random")  # it sits next to the router's own point
             ax.scatter(values["mean_cost"], values["em"], s=40, zorder=3)
-            ax.annotate(label, (values["mean_cost"], values["em"]), textcoords="offset points", xytext=(5, 4))
+            ax.annotate(
+                label, (values["mean_cost"], values["em"]), textcoords="offset points", xytext=(5, -12 if below else 4)
+            )
     routed = report["routed"]
     ax.scatter(routed["mean_cost"], routed["em"], marker="*", s=180, color="#d62728", zorder=4)
-    ax.annotate("router, configured", (routed["mean_cost"], routed["em"]), textcoords="offset points", xytext=(6, -12))
+    ax.annotate("router, configured", (routed["mean_cost"], routed["em"]), textcoords="offset points", xytext=(6, 6))
     ax.set_xlabel("mean retrieval calls per question")
     ax.set_ylabel("exact match")
     ax.set_title(f"EM vs retrieval cost ({report['rows']} questions)")
@@ -86,7 +89,7 @@ def _policies(report: dict[str, Any]) -> list[list[str]]:
     base, ci, routed = report["baselines"], report["ci"], report["routed"]
     rows = [
         [
-            "**router, configured thresholds**",
+            "**router, configured policy**",
             f"**{routed['em']:.3f}** [{ci['routed_em'][0]:.3f}, {ci['routed_em'][1]:.3f}]",
             f"{routed['mean_cost']:.2f}",
             _mix(routed["mix"]),
@@ -121,7 +124,8 @@ def render_markdown(report: dict[str, Any]) -> str:
     lines = [
         f"# Router evaluation: bundle {report['model_version']}",
         "",
-        f"{report['rows']} questions. Thresholds {report['thresholds']}. Brackets are {ci['method']} intervals.",
+        f"{report['rows']} questions. Policy: thresholds {report['thresholds']}, cost_weight "
+        f"{report['cost_weight']:.4g}. Brackets are {ci['method']} intervals.",
         "",
         "## Policies on the same questions",
         "",
@@ -131,7 +135,7 @@ def render_markdown(report: dict[str, Any]) -> str:
         "",
         "## Cost knob",
         "",
-        "The utility policy `argmax p - lam * cost` swept over `lam`: best EM at or under each mean cost.",
+        "The policy swept over its cost knob (`cost_weight`, thresholds kept): the best EM at or under each mean cost.",
         "",
         *_table(
             ["mean cost <=", "router EM", "kNN EM"],

@@ -99,14 +99,14 @@ def _train(args: argparse.Namespace, settings: Settings) -> int:
     print(f"policy: thresholds {policy.thresholds.as_dict()}, cost_weight {policy.cost_weight:g}")
     print(f"out-of-fold routed: {json.dumps(metrics['routed'])}")
     for route, values in metrics["routes"].items():
-        print(f"  {route:5} " + " ".join(f"{k}={v}" for k, v in values.items()))
+        print(f"  {route:5} " + " ".join(f"{k}={v}" for k, v in values.items() if k != "reliability"))
     return 0
 
 
 def _eval(args: argparse.Namespace, settings: Settings) -> int:
     import numpy as np
 
-    from models.bundle import load_bundle, load_thresholds
+    from models.bundle import load_bundle, load_thresholds, record_evaluation
     from models.embedder import SentenceTransformerEmbedder
     from models.evaluation import EvalData, evaluate
     from models.outcomes import load_outcomes
@@ -131,6 +131,9 @@ def _eval(args: argparse.Namespace, settings: Settings) -> int:
     if args.out:
         path = write_report(report, args.out)
         print(f"report written to {path}", file=sys.stderr)
+    if args.record:
+        record_evaluation(directory, args.split, report)
+        print(f"headline figures recorded in {directory / 'manifest.json'}", file=sys.stderr)
     print(json.dumps(report) if args.json else _summary(report))
     return 0
 
@@ -176,6 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--skip-lodo", action="store_true", help="skip leave-one-dataset-out (retrains 6 times)")
     evaluate.add_argument("--out", type=Path, help="write report.md and PNG plots to this directory")
     evaluate.add_argument("--json", action="store_true", help="print the whole report as one JSON object")
+    evaluate.add_argument("--record", action="store_true", help="store the headline figures in the bundle's manifest")
     return parser
 
 

@@ -133,6 +133,7 @@ def test_eval_writes_a_consistent_report_with_plots(
         str(report_dir),
         "--resamples",
         "200",
+        "--record",
     ]
     capsys.readouterr()
     assert main(args) == 0
@@ -153,6 +154,8 @@ def test_eval_writes_a_consistent_report_with_plots(
     assert rows == 120
     weighted = sum(d["rows"] * d["routed"]["em"] for d in report["per_dataset"].values()) / rows
     assert weighted == pytest.approx(routed["em"], abs=1e-3)
+    recorded = load_bundle(bundle_dir).manifest["evaluation"]["test"]
+    assert recorded["routed"] == routed and recorded["ci"] == ci and "reliability" not in str(recorded)
     markdown = (report_dir / "report.md").read_text()
     assert "## Paired comparison with Adaptive-RAG" in markdown and "## Leave one dataset out" in markdown
     for png in ("em_vs_cost.png", "reliability.png"):
