@@ -13,7 +13,7 @@ import structlog
 
 from backends.generators import ChatGenerator, ExtractiveGenerator, Generator
 from backends.lancedb import DocumentStore
-from backends.vllm import ChatClient
+from backends.vllm import ChatClient, RetryPolicy, Timeouts
 from models.bundle import BundleError, load_bundle, load_thresholds
 from models.embedder import Embedder, SentenceTransformerEmbedder
 from router.service import RouterService
@@ -44,12 +44,16 @@ def build_generator(settings: Settings, stack: AsyncExitStack) -> Generator:
     cfg = settings.llm
     if not cfg.base_url:
         return ExtractiveGenerator()
-    timeout = httpx.Timeout(cfg.read_timeout, connect=cfg.connect_timeout)
     limits = httpx.Limits(max_connections=cfg.max_connections, max_keepalive_connections=cfg.max_connections)
-    http = httpx.AsyncClient(timeout=timeout, limits=limits)
+    http = httpx.AsyncClient(limits=limits)
     stack.push_async_callback(http.aclose)
-    api_key = cfg.api_key.get_secret_value() if cfg.api_key else None
-    client = ChatClient(http, cfg.base_url, api_key)
+    client = ChatClient(
+        http,
+        cfg.base_url,
+        cfg.api_key.get_secret_value() if cfg.api_key else None,
+        retry=RetryPolicy(attempts=cfg.retry_attempts),
+        timeouts=Timeouts(cfg.connect_timeout, cfg.read_timeout, cfg.total_timeout),
+    )
     return ChatGenerator(
         client, base_model=cfg.base_model, ft_model=cfg.ft_model, max_tokens=cfg.max_tokens, temperature=cfg.temperature
     )
