@@ -68,7 +68,7 @@ async def test_labels_every_route_and_writes_trainable_outcomes(tmp_path: Path, 
 
 
 async def test_failed_questions_are_reported_not_written_and_retried_on_resume(tmp_path: Path, store, embedder) -> None:
-    fake = FakeVLLM(base_model="base", adapters={"ft": "/a/ft"}, faults=[("status", 500)])
+    fake = FakeVLLM(base_model="base", adapters={"ft": "/a/ft"}, faults=[("status", 500)] * 3)  # outlasts 3 tries
     out = tmp_path / "outcomes.jsonl"
     questions = read_questions(_questions(tmp_path))
     async with httpx.AsyncClient(transport=fake.transport()) as http:
