@@ -1,4 +1,4 @@
-"""Chunks and their embeddings in a LanceDB table: idempotent per-document writes and vector search.
+"""Chunks and their embeddings in a LanceDB table: idempotent per-document writes; vector, BM25 and hybrid search.
 
 The table lives at any URI LanceDB accepts: a local directory (the default) or object storage such as
 ``s3://bucket/prefix`` (credentials and endpoint through ``storage_options``). One row per chunk::
@@ -9,26 +9,77 @@ The table lives at any URI LanceDB accepts: a local directory (the default) or o
 
 A document is written with one ``merge_insert`` keyed on ``chunk_id`` that also deletes the document's chunks that
 no longer exist, so a re-ingest is a single atomic commit and readers never see half a document.
+
+Search modes and what ``Passage.score`` means in each:
+
+* ``vector``: nearest chunks to the query vector; score = cosine similarity (exact, also under the ANN index,
+  whose candidates are re-ranked on the stored vectors).
+* ``text``: BM25 full-text search over ``text``; score = the BM25 score (unbounded, comparable within one query).
+* ``hybrid``: both lists, each fetched to depth ``HYBRID_DEPTH * k``, fused by :func:`reciprocal_rank_fusion`;
+  score = the RRF score (at most ``2 / (RRF_K + 1)``).
+
+Every mode takes ``filters``: equality or IN on ``doc_id``, ``uri`` or ``title`` only (see :func:`filter_predicate`),
+applied before ranking, so a filtered search still returns up to ``k`` matching chunks. A filtered vector search
+matching few chunks (``EXACT_FILTER_ROWS``) ranks them exactly; a broader one uses the ANN index with prefiltering.
+
+Indexes. The full-text index on ``text`` is built on the first text or hybrid search. The ANN index on ``vector``
+(IVF_SQ, cosine, ~sqrt(rows) partitions) is built after the write that brings the table to ``index_threshold`` rows;
+below that, vector search is exact. Rows written after an index was built are searched exhaustively and merged
+with the indexed results, so every search sees every committed row; once such unindexed rows reach
+``max(REFRESH_MIN_ROWS, REFRESH_FRACTION * rows)`` the next write folds them into the indexes (``optimize``, which
+also compacts the small fragments per-document writes leave).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
+import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Literal, get_args
 
 import lancedb
 import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
+from lancedb.index import FTS, IvfSq
 
 from backends.documents import Chunk
 from backends.errors import RetrievalError
 
+SearchMode = Literal["vector", "text", "hybrid"]
+Filters = Mapping[str, str | Sequence[str]]
+"""Column -> one value (equality) or several (IN); columns are ANDed. Only ``FILTER_COLUMNS`` may be named."""
+
+FILTER_COLUMNS = ("doc_id", "uri", "title")
+RRF_K = 60
+HYBRID_DEPTH = 2
+"""Hybrid search fetches ``HYBRID_DEPTH * k`` chunks per list, so a chunk ranked fairly high in both lists can
+outrank one ranked first in only one of them."""
+
+NPROBES = 20
+REFINE_FACTOR = 2
+"""IVF partitions probed per query (more only when a filter leaves fewer than ``k`` rows in them: lifting that cap
+costs ~5 ms, so only filtered queries do), and how many times ``k`` quantised candidates are re-scored on the stored
+vectors. Measured on 5,000 and 50,000 clustered 384-d unit vectors: recall@10 = 1.00 against exact search
+(0.96-0.98 without re-scoring)."""
+
+EXACT_FILTER_ROWS = 1_000
+"""A filtered vector search matching at most this many chunks ranks exactly those chunks, read by a filtered scan
+(~20 ms for 1,000 of 50,000 rows). That is exact and no slower than the ANN search, which under a narrow filter far
+from the query returns the first ``k`` matches it meets in the partitions it probes, not necessarily the best
+``k``; a filtered exhaustive LanceDB search reads every vector (~100 ms)."""
+
+REFRESH_MIN_ROWS = 1_000
+REFRESH_FRACTION = 0.1
+_COLUMNS = ["chunk_id", "doc_id", "section", "text", "title", "uri"]
+
 
 @dataclass(frozen=True)
 class Passage:
+    """A retrieved chunk; ``score`` depends on the search mode (see the module docstring), higher is better."""
+
     chunk_id: str
     doc_id: str
     section: str
@@ -59,12 +110,111 @@ def sql_literal(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
-class DocumentStore:
-    """One LanceDB table of chunks. Open with :meth:`open`; all methods are coroutines."""
+def filter_predicate(filters: Filters | None) -> str | None:
+    """The SQL predicate for ``filters``, or None for no filter. Column names come from ``FILTER_COLUMNS`` only and
+    every value is quoted with :func:`sql_literal`, so no caller text reaches the SQL unescaped."""
+    if not filters:
+        return None
+    unknown = sorted(set(filters) - set(FILTER_COLUMNS))
+    if unknown:
+        raise ValueError(f"cannot filter on {unknown}; allowed columns: {', '.join(FILTER_COLUMNS)}")
+    clauses = []
+    for column in FILTER_COLUMNS:
+        if column in filters:
+            values = _filter_values(column, filters[column])
+            literals = ", ".join(sql_literal(v) for v in values)
+            clauses.append(f"{column} = {literals}" if len(values) == 1 else f"{column} IN ({literals})")
+    return " AND ".join(clauses)
 
-    def __init__(self, table: Any, dimension: int) -> None:
+
+def _filter_values(column: str, value: object) -> list[str]:
+    """The filter's values as a list, checked at run time too: filters may come straight from a request body."""
+    values = [value] if isinstance(value, str) else value
+    if not isinstance(values, Sequence) or not all(isinstance(v, str) for v in values):
+        raise ValueError(f"filter on {column!r} must be a string or a list of strings, not {value!r}")
+    if not values:
+        raise ValueError(f"filter on {column!r} has no values: it would match nothing; leave the column out instead")
+    return list(values)
+
+
+def reciprocal_rank_fusion(rankings: Sequence[Sequence[str]], k: int = RRF_K) -> list[tuple[str, float]]:
+    """Fuses ranked id lists (best first): each id scores the sum of ``1 / (k + rank)`` over the lists it is in,
+    rank counted from 1 (a repeat within one list counts once, at its best rank). Best first; ties keep the order
+    in which ids first appear, earlier lists first."""
+    if k < 0:
+        raise ValueError(f"RRF k must be >= 0, not {k}")
+    scores: dict[str, float] = {}
+    for ranking in rankings:
+        seen: set[str] = set()
+        for rank, item in enumerate(ranking, start=1):
+            if item not in seen:
+                seen.add(item)
+                scores[item] = scores.get(item, 0.0) + 1.0 / (k + rank)
+    return sorted(scores.items(), key=lambda pair: -pair[1])
+
+
+def vector_index_config(rows: int) -> IvfSq:
+    """IVF_SQ on cosine distance with ~sqrt(rows) partitions. Measured on 50,000 clustered 384-d unit vectors
+    (2 CPU cores): IVF_SQ builds in ~8-13 s, recall@10 1.00, ~8 ms a search through this store (exhaustive: ~65 ms);
+    IVF_PQ (48 sub-vectors) took 141 s and reached recall@10 0.84 even re-scoring 10x; IVF_HNSW_SQ took 43 s.
+    On 5,000 rows IVF_SQ builds in 0.3 s. It keeps one byte per dimension: 384 B a chunk against PQ's 48 B."""
+    return IvfSq(distance_type="cosine", num_partitions=max(1, round(math.sqrt(rows))))
+
+
+def cosine_distances(stored: npt.NDArray[np.float32], query: npt.NDArray[np.float32]) -> npt.NDArray[np.float64]:
+    """``1 - cosine similarity`` between each row of ``stored`` and ``query``; NaN where either is all zeros."""
+    norms = np.linalg.norm(stored, axis=1) * np.linalg.norm(query)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        distances: npt.NDArray[np.float64] = 1.0 - (stored.astype(np.float64) @ query.astype(np.float64)) / norms
+    return distances
+
+
+def _passage(row: Mapping[str, Any], score: float) -> Passage:
+    return Passage(
+        chunk_id=row["chunk_id"],
+        doc_id=row["doc_id"],
+        section=row["section"] or "",
+        text=row["text"],
+        title=row["title"] or "",
+        uri=row["uri"] or "",
+        score=score,
+    )
+
+
+def _check_k(k: int) -> None:
+    if k < 1:
+        raise ValueError(f"k must be >= 1, not {k}")
+
+
+def _required_vector(mode: str, vector: npt.NDArray[np.float32] | None) -> npt.NDArray[np.float32]:
+    if vector is None:
+        raise ValueError(f"{mode} search needs a query vector")
+    return vector
+
+
+def _required_text(mode: str, query_text: str | None) -> str:
+    if query_text is None or not query_text.strip():
+        raise ValueError(f"{mode} search needs a non-empty query_text")
+    return query_text
+
+
+def _indexes_column(index: Any, column: str) -> bool:
+    return list(index.columns) == [column]
+
+
+class DocumentStore:
+    """One LanceDB table of chunks. Open with :meth:`open`; all methods are coroutines.
+
+    ``index_threshold``: row count from which the ANN index on ``vector`` is built (see the module docstring)."""
+
+    def __init__(self, table: Any, dimension: int, *, index_threshold: int = 50_000) -> None:
+        if index_threshold < 1:
+            raise ValueError(f"index_threshold must be >= 1, not {index_threshold}")
         self._table = table
         self.dimension = dimension
+        self.index_threshold = index_threshold
+        self._index_lock = asyncio.Lock()
+        self._has_text_index = False
 
     @classmethod
     async def open(
@@ -75,6 +225,7 @@ class DocumentStore:
         *,
         storage_options: dict[str, str] | None = None,
         read_consistency: timedelta | None = None,
+        index_threshold: int = 50_000,
     ) -> DocumentStore:
         """Opens (creating when absent) the table; refuses one whose vectors have another dimension."""
         try:
@@ -99,7 +250,7 @@ class DocumentStore:
                 f"makes {dimension}-d ones; "
                 "use another table name or re-ingest"
             )
-        return cls(handle, dimension)
+        return cls(handle, dimension, index_threshold=index_threshold)
 
     async def count(self) -> int:
         return int(await self._table.count_rows())
@@ -122,7 +273,8 @@ class DocumentStore:
         chunks: Sequence[Chunk],
         vectors: npt.NDArray[np.float32],
     ) -> None:
-        """Replaces every chunk of ``doc_id`` with ``chunks`` in one atomic commit."""
+        """Replaces every chunk of ``doc_id`` with ``chunks`` in one atomic commit, then maintains the indexes
+        (which can take seconds on the write that builds the ANN index)."""
         now = datetime.now(UTC)
         rows = [
             {
@@ -150,32 +302,155 @@ class DocumentStore:
             )
         except Exception as exc:
             raise RetrievalError(f"writing document {doc_id!r} failed: {exc}") from exc
+        try:
+            await self._maintain_indexes()
+        except Exception as exc:
+            raise RetrievalError(f"document {doc_id!r} was written but updating the indexes failed: {exc}") from exc
 
     async def delete_document(self, doc_id: str) -> None:
         await self._table.delete(f"doc_id = {sql_literal(doc_id)}")
 
-    async def search(self, vector: npt.NDArray[np.float32], k: int) -> list[Passage]:
-        """The ``k`` chunks nearest to ``vector`` by cosine similarity, best first."""
-        columns = ["chunk_id", "doc_id", "section", "text", "title", "uri", "_distance"]
+    async def ensure_index(self) -> bool:
+        """Builds the ANN index on ``vector`` if the table has ``index_threshold`` rows or more and none exists.
+        Returns whether one exists afterwards."""
         try:
-            rows = (
-                await self._table.vector_search(vector.tolist())
-                .distance_type("cosine")
-                .select(columns)
-                .limit(k)
-                .to_list()
-            )
+            async with self._index_lock:
+                return await self._ensure_vector_index(await self.count())
+        except Exception as exc:
+            raise RetrievalError(f"building the vector index failed: {exc}") from exc
+
+    async def refresh_indexes(self) -> None:
+        """Folds rows written since the indexes were built into them and compacts small fragments (``optimize``).
+        Searches are complete without it; it keeps them fast. Writes call it when needed."""
+        try:
+            async with self._index_lock:
+                await self._table.optimize()
+        except Exception as exc:
+            raise RetrievalError(f"refreshing the indexes failed: {exc}") from exc
+
+    async def search(
+        self,
+        vector: npt.NDArray[np.float32] | None,
+        k: int,
+        *,
+        mode: SearchMode = "vector",
+        query_text: str | None = None,
+        filters: Filters | None = None,
+    ) -> list[Passage]:
+        """The ``k`` best chunks for the query, best first. ``vector`` is needed by the vector and hybrid modes,
+        ``query_text`` by the text and hybrid modes; ``filters`` restrict every mode (see :func:`filter_predicate`).
+        What ``Passage.score`` means depends on ``mode``: see the module docstring."""
+        if mode not in get_args(SearchMode):
+            raise ValueError(f"unknown search mode {mode!r}; use one of {', '.join(get_args(SearchMode))}")
+        _check_k(k)
+        predicate = filter_predicate(filters)
+        if mode == "text":
+            return await self._text_search(_required_text(mode, query_text), k, predicate)
+        if mode == "hybrid":
+            text = _required_text(mode, query_text)
+            return await self._hybrid_search(_required_vector(mode, vector), text, k, predicate)
+        return await self._vector_search(_required_vector(mode, vector), k, predicate, exact=False)
+
+    async def exact_search(
+        self, vector: npt.NDArray[np.float32], k: int, *, filters: Filters | None = None
+    ) -> list[Passage]:
+        """Vector search by comparing with every row (no ANN index): the ground truth for measuring recall."""
+        _check_k(k)
+        return await self._vector_search(vector, k, filter_predicate(filters), exact=True)
+
+    async def _vector_search(
+        self, vector: npt.NDArray[np.float32], k: int, predicate: str | None, *, exact: bool
+    ) -> list[Passage]:
+        return [
+            _passage(row, round(1.0 - float(row["_distance"]), 4))
+            for row in await self._vector_rows(vector, k, predicate, exact=exact)
+        ]
+
+    async def _vector_rows(
+        self, vector: npt.NDArray[np.float32], k: int, predicate: str | None, *, exact: bool
+    ) -> list[dict[str, Any]]:
+        """Rows with ``_distance`` (cosine), nearest first: by ranking the filtered rows here when the filter is
+        narrow (``EXACT_FILTER_ROWS``), else by a LanceDB vector search, exhaustive when ``exact``."""
+        try:
+            if predicate and await self._table.count_rows(predicate) <= EXACT_FILTER_ROWS:
+                return await self._ranked_scan(vector, k, predicate)
         except Exception as exc:
             raise RetrievalError(f"vector search failed: {exc}") from exc
-        return [
-            Passage(
-                chunk_id=r["chunk_id"],
-                doc_id=r["doc_id"],
-                section=r["section"] or "",
-                text=r["text"],
-                title=r["title"] or "",
-                uri=r["uri"] or "",
-                score=round(1.0 - float(r["_distance"]), 4),
-            )
-            for r in rows
-        ]
+        query = self._table.vector_search(vector.tolist()).distance_type("cosine")
+        query = query.bypass_vector_index() if exact else query.nprobes(NPROBES).refine_factor(REFINE_FACTOR)
+        if predicate:  # prefiltering (LanceDB's default); probe past NPROBES partitions while fewer than k rows match
+            query = query.where(predicate).maximum_nprobes(0)
+        try:
+            rows: list[dict[str, Any]] = await query.select([*_COLUMNS, "_distance"]).limit(k).to_list()
+        except Exception as exc:
+            raise RetrievalError(f"vector search failed: {exc}") from exc
+        return rows
+
+    async def _ranked_scan(self, vector: npt.NDArray[np.float32], k: int, predicate: str) -> list[dict[str, Any]]:
+        """The ``k`` rows matching ``predicate`` nearest to ``vector``, ranked exactly on their stored vectors."""
+        table = await self._table.query().where(predicate).select([*_COLUMNS, "vector"]).to_arrow()
+        if table.num_rows == 0:
+            return []
+        stored = table["vector"].combine_chunks().flatten().to_numpy(zero_copy_only=False)
+        distances = cosine_distances(stored.reshape(-1, self.dimension), vector)
+        nearest = [int(i) for i in np.argsort(distances, kind="stable") if np.isfinite(distances[i])][:k]
+        rows: list[dict[str, Any]] = table.select(_COLUMNS).take(nearest).to_pylist()
+        return [row | {"_distance": float(distances[i])} for row, i in zip(rows, nearest, strict=True)]
+
+    async def _text_search(self, text: str, k: int, predicate: str | None) -> list[Passage]:
+        return [_passage(row, round(float(row["_score"]), 4)) for row in await self._text_rows(text, k, predicate)]
+
+    async def _text_rows(self, text: str, k: int, predicate: str | None) -> list[dict[str, Any]]:
+        await self._ensure_text_index()
+        query = self._table.query().nearest_to_text(text, columns="text")
+        if predicate:
+            query = query.where(predicate)
+        try:
+            rows: list[dict[str, Any]] = await query.select([*_COLUMNS, "_score"]).limit(k).to_list()
+        except Exception as exc:
+            raise RetrievalError(f"full-text search failed: {exc}") from exc
+        return rows
+
+    async def _hybrid_search(
+        self, vector: npt.NDArray[np.float32], text: str, k: int, predicate: str | None
+    ) -> list[Passage]:
+        await self._ensure_text_index()
+        depth = HYBRID_DEPTH * k
+        vector_rows, text_rows = await asyncio.gather(
+            self._vector_rows(vector, depth, predicate, exact=False), self._text_rows(text, depth, predicate)
+        )
+        rows = {row["chunk_id"]: row for row in [*text_rows, *vector_rows]}
+        fused = reciprocal_rank_fusion([[r["chunk_id"] for r in vector_rows], [r["chunk_id"] for r in text_rows]])
+        return [_passage(rows[chunk_id], round(score, 6)) for chunk_id, score in fused[:k]]
+
+    async def _ensure_text_index(self) -> None:
+        """Builds the BM25 index on ``text`` once (on the first text or hybrid search, if no one built it before)."""
+        if self._has_text_index:
+            return
+        try:
+            async with self._index_lock:
+                if not any(_indexes_column(ix, "text") for ix in await self._table.list_indices()):
+                    await self._table.create_index("text", config=FTS())
+        except Exception as exc:
+            raise RetrievalError(f"building the full-text index on 'text' failed: {exc}") from exc
+        self._has_text_index = True
+
+    async def _ensure_vector_index(self, rows: int) -> bool:
+        """With the index lock held: builds the ANN index when ``rows`` reached the threshold and there is none."""
+        if any(_indexes_column(ix, "vector") for ix in await self._table.list_indices()):
+            return True
+        if rows < self.index_threshold:
+            return False
+        await self._table.optimize()  # compacts the per-document fragments first: ANN queries ~40% faster
+        await self._table.create_index("vector", config=vector_index_config(rows))
+        return True
+
+    async def _maintain_indexes(self) -> None:
+        """After a write: builds the ANN index at the threshold; folds unindexed rows into the indexes once they
+        reach ``max(REFRESH_MIN_ROWS, REFRESH_FRACTION * rows)``."""
+        async with self._index_lock:
+            rows = await self.count()
+            await self._ensure_vector_index(rows)
+            unindexed = max((ix.num_unindexed_rows or 0 for ix in await self._table.list_indices()), default=0)
+            if unindexed >= max(REFRESH_MIN_ROWS, REFRESH_FRACTION * rows):
+                await self._table.optimize()
