@@ -18,13 +18,14 @@ ADAPTIVE_RAG_ROUTE = {"A": 0, "B": 1, "C": 2}  # no retrieval / single-step / mu
 KNN_CANDIDATES = (10, 25, 50, 100, 200)
 
 
+def routed_with_f1(choices: npt.NDArray[np.intp], outcomes: Outcomes) -> dict[str, Any]:
+    """EM, mean cost and mix of taking ``choices``, plus their mean token F1."""
+    f1 = round(float(outcomes.f1[np.arange(len(outcomes)), choices].mean()), 4)
+    return routed_outcome(choices, outcomes.em, outcomes.cost) | {"f1": f1}
+
+
 def fixed_route(outcomes: Outcomes, route: int) -> dict[str, Any]:
-    choices = np.full(len(outcomes), route)
-    return routed_outcome(choices, outcomes.em, outcomes.cost) | {"f1": _f1(outcomes, choices)}
-
-
-def _f1(outcomes: Outcomes, choices: npt.NDArray[np.intp]) -> float:
-    return round(float(outcomes.f1[np.arange(len(outcomes)), choices].mean()), 4)
+    return routed_with_f1(np.full(len(outcomes), route), outcomes)
 
 
 def random_at_mix(outcomes: Outcomes, mix: dict[str, float]) -> dict[str, Any]:
@@ -42,7 +43,7 @@ def oracle(outcomes: Outcomes) -> dict[str, Any]:
     order = np.argsort(outcomes.cost.mean(axis=0), kind="stable")
     correct = outcomes.em[:, order] > 0
     choices = np.where(correct.any(axis=1), order[np.argmax(correct, axis=1)], order[0])
-    return routed_outcome(choices, outcomes.em, outcomes.cost) | {"f1": _f1(outcomes, choices)}
+    return routed_with_f1(choices, outcomes)
 
 
 def adaptive_rag_choices(outcomes: Outcomes) -> npt.NDArray[np.intp] | None:
@@ -57,7 +58,7 @@ def adaptive_rag(outcomes: Outcomes) -> dict[str, Any] | None:
     choices = adaptive_rag_choices(outcomes)
     if choices is None:
         return None
-    return routed_outcome(choices, outcomes.em, outcomes.cost) | {"f1": _f1(outcomes, choices)}
+    return routed_with_f1(choices, outcomes)
 
 
 def _neighbour_rates(similarity: FloatArray, train_em: FloatArray, k: int) -> FloatArray:

@@ -29,10 +29,11 @@ from models.baselines import (
     knn_probabilities,
     oracle,
     random_at_mix,
+    routed_with_f1,
 )
 from models.bundle import Bundle
 from models.curve import KNOBS, em_at_cost, normalised_area, policy_choices, sweep
-from models.metrics import probability_metrics, routed_outcome
+from models.metrics import probability_metrics
 from models.outcomes import Outcomes
 from models.policy import Policy, decide_batch
 from models.routes import ROUTES
@@ -66,13 +67,6 @@ def curve_summary(
 
 def _round(value: float | None) -> float | None:
     return None if value is None else round(value, 4)
-
-
-def _routed(choices: npt.NDArray[np.intp], outcomes: Outcomes) -> dict[str, Any]:
-    rows = np.arange(len(outcomes))
-    return routed_outcome(choices, outcomes.em, outcomes.cost) | {
-        "f1": round(float(outcomes.f1[rows, choices].mean()), 4)
-    }
 
 
 def baselines(data: EvalData, policy: Policy, mix: dict[str, float]) -> dict[str, Any]:
@@ -144,7 +138,7 @@ def per_dataset(data: EvalData, routed: npt.NDArray[np.intp]) -> dict[str, Any]:
         subset = data.test.subset(mask)
         report[name] = {
             "rows": len(subset),
-            "routed": _routed(routed[mask], subset),
+            "routed": routed_with_f1(routed[mask], subset),
             **{f"always_{r}": fixed_route(subset, i)["em"] for i, r in enumerate(ROUTES)},
             "adaptive_rag": adaptive_rag(subset),
             "oracle_em": oracle(subset)["em"],
@@ -167,8 +161,8 @@ def leave_one_dataset_out(
         choices = decide_batch(classifier.predict_proba(data.test_x[test_mask], subset.questions), policy)
         report[name] = {
             "rows": len(subset),
-            "held_out": _routed(choices, subset),
-            "in_domain": _routed(in_domain[test_mask], subset),
+            "held_out": routed_with_f1(choices, subset),
+            "in_domain": routed_with_f1(in_domain[test_mask], subset),
             "always_ft_em": fixed_route(subset, 0)["em"],
             "best_fixed_em": max(fixed_route(subset, i)["em"] for i in range(len(ROUTES))),
         }
@@ -189,7 +183,7 @@ def evaluate(
     test = data.test
     probabilities = bundle.classifier.predict_proba(data.test_x, test.questions)
     choices = decide_batch(probabilities, policy)
-    routed = _routed(choices, test)
+    routed = routed_with_f1(choices, test)
     report: dict[str, Any] = {
         "model_version": bundle.version,
         "rows": len(test),
