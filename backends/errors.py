@@ -3,6 +3,8 @@
 BackendError                 any failure talking to a backend
 ├── BackendTimeout           connect/read/total timeout elapsed
 ├── BackendUnavailable       connection refused/reset, DNS failure: the server is not reachable
+│   └── CircuitOpen          not called at all: its circuit breaker is open after recent failures
+├── BackendSaturated         not called at all: its concurrency cap is reached
 ├── UpstreamError            the server answered with an error status (vLLM's {"error": {...}} body parsed)
 │   └── ModelNotFound        404 for an unknown model or LoRA adapter: a configuration error
 └── RetrievalError           the document store failed (LanceDB open, search or write)
@@ -24,6 +26,14 @@ class BackendTimeout(BackendError):
 
 
 class BackendUnavailable(BackendError):
+    pass
+
+
+class CircuitOpen(BackendUnavailable):
+    pass
+
+
+class BackendSaturated(BackendError):
     pass
 
 

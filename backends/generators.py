@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 from backends.lancedb import Passage
-from backends.vllm import ChatClient, ChatMessage
+from backends.vllm import ChatClient, ChatMessage, Timeouts
 
 SYSTEM_PROMPT = "You are a precise assistant. Answer the user's question concisely."
 CONTEXT_PROMPT = (
@@ -69,19 +69,40 @@ _STOPWORDS = frozenset(
 
 
 @dataclass(frozen=True)
+class ChatOptions:
+    """Per-request overrides: earlier turns of a conversation, and sampling parameters sent to the LLM as given
+    (``max_tokens``/``temperature`` replace the configured ones; ``sampling`` holds e.g. ``top_p``, ``stop``)."""
+
+    history: tuple[ChatMessage, ...] = ()
+    max_tokens: int | None = None
+    temperature: float | None = None
+    sampling: tuple[tuple[str, Any], ...] = ()
+
+
+NO_OPTIONS = ChatOptions()
+
+
+@dataclass(frozen=True)
 class Generation:
     text: str
     generator: Literal["llm", "extractive"]
     model: str | None
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
+    finish_reason: str | None = "stop"
 
 
 class Generator(Protocol):
     @property
     def name(self) -> Literal["llm", "extractive"]: ...
 
-    async def generate(self, query: str, route: str, passages: Sequence[Passage]) -> Generation: ...
+    async def generate(
+        self, query: str, route: str, passages: Sequence[Passage], options: ChatOptions = NO_OPTIONS
+    ) -> Generation: ...
+
+    def stream(
+        self, query: str, route: str, passages: Sequence[Passage], options: ChatOptions = NO_OPTIONS
+    ) -> AsyncIterator[str]: ...
 
 
 def context_block(passages: Sequence[Passage]) -> str:
@@ -89,11 +110,13 @@ def context_block(passages: Sequence[Passage]) -> str:
     return f"<sources>\n{numbered}\n</sources>"
 
 
-def build_messages(query: str, passages: Sequence[Passage]) -> list[ChatMessage]:
+def build_messages(query: str, passages: Sequence[Passage], history: Sequence[ChatMessage] = ()) -> list[ChatMessage]:
+    """Our system prompt, the conversation so far (the caller's own system messages included), then the question
+    with the sources fenced before it."""
     if not passages:
-        return [ChatMessage("system", SYSTEM_PROMPT), ChatMessage("user", query)]
+        return [ChatMessage("system", SYSTEM_PROMPT), *history, ChatMessage("user", query)]
     user = f"{context_block(passages)}\n\nQuestion: {query}"
-    return [ChatMessage("system", f"{SYSTEM_PROMPT} {CONTEXT_PROMPT}"), ChatMessage("user", user)]
+    return [ChatMessage("system", f"{SYSTEM_PROMPT} {CONTEXT_PROMPT}"), *history, ChatMessage("user", user)]
 
 
 class ChatGenerator:
@@ -102,28 +125,53 @@ class ChatGenerator:
     name: Literal["llm"] = "llm"
 
     def __init__(
-        self, client: ChatClient, *, base_model: str, ft_model: str, max_tokens: int, temperature: float
+        self,
+        client: ChatClient,
+        *,
+        base_model: str,
+        ft_model: str,
+        max_tokens: int,
+        temperature: float,
+        timeouts: Mapping[str, Timeouts] | None = None,
     ) -> None:
-        self._client = client
+        """``timeouts``: per route, overriding the client's own; routes not named use the client's."""
+        self.client = client
         self._models = {"ft": ft_model, "rag": base_model, "both": ft_model}
         self._max_tokens = max_tokens
         self._temperature = temperature
+        self._timeouts = dict(timeouts or {})
 
     def model_for(self, route: str) -> str:
         return self._models[route]
 
-    async def generate(self, query: str, route: str, passages: Sequence[Passage]) -> Generation:
+    def _call(self, query: str, route: str, passages: Sequence[Passage], options: ChatOptions) -> dict[str, Any]:
+        return {
+            "model": self._models[route],
+            "messages": build_messages(query, passages, options.history),
+            "max_tokens": options.max_tokens or self._max_tokens,
+            "temperature": self._temperature if options.temperature is None else options.temperature,
+            "timeouts": self._timeouts.get(route),
+            "extra": dict(options.sampling),
+        }
+
+    async def generate(
+        self, query: str, route: str, passages: Sequence[Passage], options: ChatOptions = NO_OPTIONS
+    ) -> Generation:
         model = self._models[route]
-        completion = await self._client.chat(
-            model, build_messages(query, passages), max_tokens=self._max_tokens, temperature=self._temperature
-        )
+        completion = await self.client.chat(**self._call(query, route, passages, options))
         return Generation(
             text=completion.text.strip(),
             generator=self.name,
             model=model,
             prompt_tokens=completion.prompt_tokens,
             completion_tokens=completion.completion_tokens,
+            finish_reason=completion.finish_reason,
         )
+
+    def stream(
+        self, query: str, route: str, passages: Sequence[Passage], options: ChatOptions = NO_OPTIONS
+    ) -> AsyncIterator[str]:
+        return self.client.chat_stream(**self._call(query, route, passages, options))
 
 
 def _terms(text: str) -> set[str]:
@@ -138,7 +186,13 @@ class ExtractiveGenerator:
     def __init__(self, max_sentences: int = 2) -> None:
         self._max_sentences = max_sentences
 
-    async def generate(self, query: str, route: str, passages: Sequence[Passage]) -> Generation:  # noqa: ARG002
+    async def generate(
+        self,
+        query: str,
+        route: str,  # noqa: ARG002
+        passages: Sequence[Passage],
+        options: ChatOptions = NO_OPTIONS,  # noqa: ARG002
+    ) -> Generation:
         if not passages:
             return Generation(
                 "No documents matched the question, so no extractive answer is available.", self.name, None
@@ -154,3 +208,9 @@ class ExtractiveGenerator:
         best = sorted(scored, reverse=True)[: self._max_sentences]
         best.sort(key=lambda item: (-item[1], -item[2]))  # reading order: by source, then position
         return Generation(" ".join(item[3] for item in best), self.name, None)
+
+    async def stream(
+        self, query: str, route: str, passages: Sequence[Passage], options: ChatOptions = NO_OPTIONS
+    ) -> AsyncIterator[str]:
+        """The whole extractive answer as one piece: it is computed at once."""
+        yield (await self.generate(query, route, passages, options)).text

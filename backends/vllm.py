@@ -16,8 +16,8 @@ from __future__ import annotations
 import json
 import random
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -195,8 +195,11 @@ class ChatClient:
         return list(body.get("data", []))
 
     @staticmethod
-    def _payload(model: str, messages: list[ChatMessage], max_tokens: int, temperature: float) -> dict[str, Any]:
+    def _payload(
+        model: str, messages: list[ChatMessage], max_tokens: int, temperature: float, extra: Mapping[str, Any] | None
+    ) -> dict[str, Any]:
         return {
+            **(extra or {}),
             "model": model,
             "messages": [{"role": m.role, "content": m.content} for m in messages],
             "max_tokens": max_tokens,
@@ -211,8 +214,10 @@ class ChatClient:
         max_tokens: int,
         temperature: float,
         timeouts: Timeouts | None = None,
+        extra: Mapping[str, Any] | None = None,
     ) -> Completion:
-        payload = self._payload(model, messages, max_tokens, temperature)
+        """``extra``: more request fields (``top_p``, ``stop``, ``seed``...), sent as given."""
+        payload = self._payload(model, messages, max_tokens, temperature, extra)
         body = await self._json("POST", "/chat/completions", model, payload, timeouts or self.timeouts)
         try:
             choice = body["choices"][0]
@@ -235,16 +240,22 @@ class ChatClient:
         max_tokens: int,
         temperature: float,
         timeouts: Timeouts | None = None,
+        extra: Mapping[str, Any] | None = None,
     ) -> AsyncIterator[str]:
         """The answer's text deltas as the server streams them. Ends at ``data: [DONE]`` or the end of the stream."""
         limits = timeouts or self.timeouts
-        payload = self._payload(model, messages, max_tokens, temperature) | {"stream": True}
+        payload = self._payload(model, messages, max_tokens, temperature, extra) | {"stream": True}
         deadline = time.monotonic() + limits.total
-        async with self._response("POST", "/chat/completions", model, payload, limits, stream=True) as response:
+        async with AsyncExitStack() as stack:
             try:
-                async for data in sse_data(response.aiter_lines()):
-                    if time.monotonic() > deadline:
-                        raise BackendTimeout(f"LLM stream exceeded {limits.total}s", backend=BACKEND)
+                with anyio.fail_after(limits.total):  # connecting and retrying until the first byte
+                    response = await stack.enter_async_context(
+                        self._response("POST", "/chat/completions", model, payload, limits, stream=True)
+                    )
+            except TimeoutError as exc:
+                raise BackendTimeout(f"LLM stream did not start within {limits.total}s", backend=BACKEND) from exc
+            try:
+                async for data in sse_data(_lines_within(response, deadline, limits)):
                     if data == "[DONE]":
                         return
                     delta = stream_delta(data)
@@ -252,6 +263,22 @@ class ChatClient:
                         yield delta
             except httpx.TransportError as exc:
                 raise _transport_error(exc, str(response.request.url)) from exc
+
+
+async def _lines_within(response: httpx.Response, deadline: float, limits: Timeouts) -> AsyncIterator[str]:
+    """The response's lines, each awaited at most ``limits.read`` seconds and all of them by ``deadline``: a
+    stalled stream fails with :class:`BackendTimeout` whatever the transport does about read timeouts."""
+    lines = response.aiter_lines()
+    while True:
+        wait = min(limits.read, deadline - time.monotonic())
+        try:
+            with anyio.fail_after(max(wait, 0.0)):
+                line = await anext(lines)
+        except StopAsyncIteration:
+            return
+        except TimeoutError as exc:
+            raise BackendTimeout(f"LLM stream stalled or exceeded {limits.total}s", backend=BACKEND) from exc
+        yield line
 
 
 async def sse_data(lines: AsyncIterator[str]) -> AsyncIterator[str]:

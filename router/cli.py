@@ -47,7 +47,7 @@ def _ingest(args: argparse.Namespace, settings: Settings) -> int:
             overlap_chars=cfg.chunk_overlap_chars,
             progress=not args.quiet,
         )
-        return asdict(report)
+        return report.counts()
 
     report = asyncio.run(run())
     print(json.dumps(report) if args.json else " ".join(f"{k}={v}" for k, v in report.items()))
@@ -58,7 +58,7 @@ def _label(args: argparse.Namespace, settings: Settings) -> int:
     from contextlib import AsyncExitStack
 
     from router.labelling import Labeller, label, read_questions
-    from router.resources import build_generator, load_embedder, open_store
+    from router.resources import build_llm, load_embedder, open_store
 
     if not settings.llm.base_url:
         print(
@@ -72,9 +72,10 @@ def _label(args: argparse.Namespace, settings: Settings) -> int:
         embedder = await load_embedder(settings)
         store = await open_store(settings, embedder.dimension)
         async with AsyncExitStack() as stack:
-            labeller = Labeller(
-                store, embedder, build_generator(settings, stack), args.top_k or settings.retrieval.top_k, args.split
-            )
+            llm = build_llm(settings, stack)
+            if llm is None:  # unreachable: base_url was checked above
+                raise RuntimeError("no LLM configured")
+            labeller = Labeller(store, embedder, llm, args.top_k or settings.retrieval.top_k, args.split)
             report = await label(questions, labeller, args.out, concurrency=args.concurrency, progress=not args.quiet)
         return asdict(report)
 

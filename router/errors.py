@@ -1,7 +1,9 @@
 """Domain errors and the one place that maps every error to an HTTP problem-details response.
 
     RouterError          a request the service cannot serve
-    └── InvalidQuery     the query is empty, whitespace or too long (400)
+    ├── InvalidQuery     the query is empty, whitespace or too long, or a filter is unusable (400)
+    └── NoAnswer         every step of the answering plan failed (503, each failure listed in ``attempts``;
+                         ``Retry-After`` when they were all saturation or open circuits)
     HTTPException        litestar's own (validation 400, 404, 405, ...), reshaped into the same body
     BackendError         see backends.errors: timeout 504, unavailable 503, upstream 502, retrieval 503
     Exception            anything else: 500, logged with its traceback, no internals in the body
@@ -41,7 +43,27 @@ class InvalidQuery(RouterError):
     pass
 
 
-def problem(status: int, detail: str, **extra: Any) -> Response[dict[str, Any]]:
+TRANSIENT_REASONS = frozenset({"saturated", "circuit_open"})
+RETRY_AFTER_S = 1
+
+
+class NoAnswer(RouterError):
+    status_code = 503
+
+    def __init__(self, attempts: list[dict[str, str]]) -> None:
+        tried = "; ".join(f"{a['step']}: {a['backend']} {a['reason']}" for a in attempts) or "nothing could be tried"
+        super().__init__(f"no route could answer ({tried})")
+        self.attempts = attempts
+
+    @property
+    def transient(self) -> bool:
+        return bool(self.attempts) and all(a["reason"] in TRANSIENT_REASONS for a in self.attempts)
+
+    def body(self) -> dict[str, Any]:
+        return {"status": self.status_code, "detail": str(self), "attempts": self.attempts}
+
+
+def problem(status: int, detail: str, headers: dict[str, str] | None = None, **extra: Any) -> Response[dict[str, Any]]:
     body = {
         "type": "about:blank",
         "title": HTTPStatus(status).phrase,
@@ -50,15 +72,19 @@ def problem(status: int, detail: str, **extra: Any) -> Response[dict[str, Any]]:
         "request_id": current_request_id(),
         **extra,
     }
-    return Response(body, status_code=status, media_type="application/problem+json")
+    return Response(body, status_code=status, media_type="application/problem+json", headers=headers)
 
 
 def handle_http(_: Request[Any, Any, Any], exc: HTTPException) -> Response[dict[str, Any]]:
     extra = {"errors": exc.extra} if exc.extra else {}
-    return problem(exc.status_code, exc.detail, **extra)
+    return problem(exc.status_code, exc.detail, dict(exc.headers or {}) or None, **extra)
 
 
 def handle_router(_: Request[Any, Any, Any], exc: RouterError) -> Response[dict[str, Any]]:
+    if isinstance(exc, NoAnswer):
+        log.warning("no_answer", attempts=exc.attempts)
+        headers = {"Retry-After": str(RETRY_AFTER_S)} if exc.transient else None
+        return problem(exc.status_code, str(exc), headers, attempts=exc.attempts)
     return problem(exc.status_code, str(exc))
 
 

@@ -1,25 +1,33 @@
 """Opening and closing the heavy things the service holds for its lifetime: bundle, thresholds, embedder,
-document store, LLM HTTP client. Used by the app's lifespan and by the CLI."""
+document store, LLM HTTP client, backend guards. Used by the app's lifespan and by the CLI."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import replace
 from datetime import timedelta
 
 import anyio
 import httpx
 import structlog
 
-from backends.generators import ChatGenerator, ExtractiveGenerator, Generator
+from backends.errors import BackendError
+from backends.generators import ChatGenerator, ExtractiveGenerator
 from backends.lancedb import DocumentStore
+from backends.protection import BreakerConfig, CircuitBreaker, Guard
 from backends.vllm import ChatClient, RetryPolicy, Timeouts
 from models.bundle import BundleError, load_bundle, load_thresholds
 from models.embedder import Embedder, SentenceTransformerEmbedder
-from router.service import RouterService
+from router.service import RETRIEVAL, RouterService, llm_backend
 from router.settings import Settings
 
 log = structlog.get_logger("router.resources")
+MODELS_CHECK_TIMEOUT_S = 5.0
+
+
+class ConfigurationError(Exception):
+    """The settings name something the backends do not have; the service refuses to start."""
 
 
 async def load_embedder(settings: Settings) -> Embedder:
@@ -37,26 +45,74 @@ async def open_store(settings: Settings, dimension: int) -> DocumentStore:
         dimension,
         storage_options=cfg.storage_options,
         read_consistency=timedelta(seconds=cfg.read_consistency_seconds),
+        index_threshold=cfg.index_threshold,
     )
 
 
-def build_generator(settings: Settings, stack: AsyncExitStack) -> Generator:
+def build_llm(settings: Settings, stack: AsyncExitStack) -> ChatGenerator | None:
+    """The LLM generator, or None when no server is configured (then every answer is extractive)."""
     cfg = settings.llm
     if not cfg.base_url:
-        return ExtractiveGenerator()
+        return None
     limits = httpx.Limits(max_connections=cfg.max_connections, max_keepalive_connections=cfg.max_connections)
     http = httpx.AsyncClient(limits=limits)
     stack.push_async_callback(http.aclose)
+    timeouts = Timeouts(cfg.connect_timeout, cfg.read_timeout, cfg.total_timeout)
     client = ChatClient(
         http,
         cfg.base_url,
         cfg.api_key.get_secret_value() if cfg.api_key else None,
         retry=RetryPolicy(attempts=cfg.retry_attempts),
-        timeouts=Timeouts(cfg.connect_timeout, cfg.read_timeout, cfg.total_timeout),
+        timeouts=timeouts,
     )
+    per_route: dict[str, Timeouts] = {
+        route: replace(timeouts, **override.model_dump(exclude_none=True))
+        for route, override in cfg.route_timeouts.items()
+    }
     return ChatGenerator(
-        client, base_model=cfg.base_model, ft_model=cfg.ft_model, max_tokens=cfg.max_tokens, temperature=cfg.temperature
+        client,
+        base_model=cfg.base_model,
+        ft_model=cfg.ft_model,
+        max_tokens=cfg.max_tokens,
+        temperature=cfg.temperature,
+        timeouts=per_route,
     )
+
+
+def build_guards(settings: Settings, llm: ChatGenerator | None) -> dict[str, Guard]:
+    b = settings.breaker
+    config = BreakerConfig(b.failure_ratio, b.window_seconds, b.min_calls, b.cooldown_seconds)
+    caps = {RETRIEVAL: (settings.retrieval.max_concurrency, settings.retrieval.queue_timeout)}
+    if llm is not None:
+        for model in {llm.model_for("rag"), llm.model_for("ft")}:
+            caps[llm_backend(model)] = (settings.llm.max_concurrency, settings.llm.queue_timeout)
+    return {
+        name: Guard(name, max_concurrency=cap, queue_timeout=wait, breaker=CircuitBreaker(name, config))
+        for name, (cap, wait) in caps.items()
+    }
+
+
+async def check_models(llm: ChatGenerator) -> str:
+    """Confirms the server lists the configured base model and fine-tuned adapter; returns a one-line status.
+
+    An unreachable server is a status (the service starts degraded and falls back); a reachable one that lacks a
+    configured model is a :class:`ConfigurationError` naming it, because every call to it would fail."""
+    try:
+        with anyio.fail_after(MODELS_CHECK_TIMEOUT_S):
+            served = {m.get("id"): m for m in await llm.client.list_models()}
+    except (BackendError, TimeoutError) as exc:
+        return f"unreachable: {type(exc).__name__}: {exc}"
+    base, ft = llm.model_for("rag"), llm.model_for("ft")
+    missing = [name for name in (base, ft) if name not in served]
+    if missing:
+        raise ConfigurationError(
+            f"the LLM server does not serve {', '.join(map(repr, missing))} (llm.base_model / llm.ft_model); "
+            f"it serves: {', '.join(sorted(map(str, served))) or 'nothing'}"
+        )
+    parent = served[ft].get("parent")
+    if ft != base and parent not in (None, base):
+        log.warning("adapter_parent_mismatch", ft_model=ft, parent=parent, base_model=base)
+    return "ok"
 
 
 @asynccontextmanager
@@ -72,7 +128,8 @@ async def open_service(settings: Settings) -> AsyncIterator[RouterService]:
         )
     store = await open_store(settings, embedder.dimension)
     async with AsyncExitStack() as stack:
-        generator = build_generator(settings, stack)
+        llm = build_llm(settings, stack)
+        llm_status = await check_models(llm) if llm else "not configured"
         log.info(
             "service_opened",
             model_version=bundle.version,
@@ -80,7 +137,7 @@ async def open_service(settings: Settings) -> AsyncIterator[RouterService]:
             embedder=embedder.name,
             retrieval=f"{settings.retrieval.uri}#{settings.retrieval.table}",
             chunks=await store.count(),
-            generator=generator.name,
+            llm=llm_status,
         )
         yield RouterService(
             embedder=embedder,
@@ -88,8 +145,12 @@ async def open_service(settings: Settings) -> AsyncIterator[RouterService]:
             thresholds=thresholds,
             policy=bundle.policy(thresholds),
             store=store,
-            generator=generator,
+            llm=llm,
+            extractive=ExtractiveGenerator(),
+            guards=build_guards(settings, llm),
+            fallbacks=settings.llm.fallbacks,
             limiter=anyio.CapacityLimiter(settings.embedder.threads),
             max_query_chars=settings.server.max_query_chars,
             default_top_k=settings.retrieval.top_k,
+            search_mode=settings.retrieval.mode,
         )

@@ -7,8 +7,12 @@ from typing import Annotated, Literal
 import msgspec
 
 RouteName = Literal["ft", "rag", "both"]
+StepName = Literal["ft", "rag", "both", "extractive"]
+"""What can answer: a route, or the extractive generator (retrieved sentences, no LLM) as the last resort."""
 RouteSource = Literal["policy", "request"]
 GeneratorName = Literal["llm", "extractive"]
+SearchModeName = Literal["vector", "text", "hybrid"]
+FilterValue = str | list[str]
 
 
 class Request(msgspec.Struct, forbid_unknown_fields=True):
@@ -23,10 +27,30 @@ class RouteRequest(Request):
     query: str
 
 
+class Filters(Request):
+    """Exact matches on chunk metadata; a list matches any of its values. Fields combine with AND."""
+
+    doc_id: FilterValue | None = None
+    uri: FilterValue | None = None
+    title: FilterValue | None = None
+
+    def as_dict(self) -> dict[str, FilterValue]:
+        return {f: v for f in self.__struct_fields__ if (v := getattr(self, f)) is not None}
+
+
+class RetrievalOptions(Request):
+    mode: SearchModeName | None = None
+    """vector (embedding similarity), text (BM25 full text) or hybrid (both, fused by reciprocal rank)."""
+    filters: Filters | None = None
+
+
 class QueryRequest(Request):
     query: str
     top_k: Annotated[int, msgspec.Meta(ge=1, le=50)] | None = None
     route: RouteName | None = None
+    stream: bool = False
+    """Server-sent events: ``decision`` first, then ``answer`` (who answers, sources), ``delta``... and ``done``."""
+    retrieval: RetrievalOptions | None = None
 
 
 class Scores(Value, frozen=True):
@@ -64,13 +88,50 @@ class Timings(Value, frozen=True):
     total: float
 
 
+class Fallback(Value, frozen=True):
+    """The decided route could not answer; ``to`` did. ``reason`` is the first failure's kind."""
+
+    from_: RouteName = msgspec.field(name="from")
+    to: StepName
+    reason: str
+    detail: str
+
+
+class AnswerStart(Value, frozen=True):
+    """Who answers and from which sources: known once the answering backend has accepted the request."""
+
+    answered_by: StepName
+    generator: GeneratorName
+    model: str | None
+    fallback: Fallback | None
+    sources: list[Source]
+
+
+class Usage(Value, frozen=True):
+    """Token counts as the LLM server reported them."""
+
+    prompt_tokens: int
+    completion_tokens: int
+
+
 class QueryResponse(RouteResponse, frozen=True):
     """The decision fields, then the answer."""
 
     answer: str
+    answered_by: StepName
     generator: GeneratorName
     model: str | None
+    fallback: Fallback | None
     sources: list[Source]
+    timings_ms: Timings
+    finish_reason: str | None = None
+    """``stop``, or ``length`` when the answer hit max_tokens."""
+    usage: Usage | None = None
+    """None for extractive answers, or when the server reports no usage."""
+
+
+class StreamDone(Value, frozen=True):
+    answer_chars: int
     timings_ms: Timings
 
 
@@ -79,5 +140,5 @@ class Health(Value, frozen=True):
 
 
 class Readiness(Value, frozen=True):
-    status: Literal["ready", "not_ready"]
+    status: Literal["ready", "degraded", "not_ready"]
     checks: dict[str, str]

@@ -1,36 +1,92 @@
 """The request path: embed -> score -> policy (the decision), then retrieve -> generate (the answer).
 
 CPU-bound embedding runs in a worker thread behind a limiter, off the event loop. Each request ends with one
-``route_decided`` event carrying the whole routing record.
+``route_decided`` event carrying the whole routing record, whether it was answered or not.
+
+Answering walks a plan: the decided route, then its configured fallbacks (for example ``ft`` -> ``both`` -> ``rag``
+-> ``extractive``). A step is skipped when a backend it needs already failed in this request; every backend call
+goes through its :class:`~backends.protection.Guard` (circuit breaker, concurrency cap). Passages are retrieved at
+most once per request and shared by the steps that use them. The response says who answered and, when that was not
+the decided route, why (``fallback``). When every step fails the request gets a 503 listing each failure.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from contextlib import aclosing
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 import anyio
 import numpy as np
 import numpy.typing as npt
 import structlog
 
-from backends.generators import Generator
-from backends.lancedb import DocumentStore, Passage
+from backends.errors import (
+    BackendError,
+    BackendSaturated,
+    BackendTimeout,
+    BackendUnavailable,
+    CircuitOpen,
+    ModelNotFound,
+    RetrievalError,
+    UpstreamError,
+)
+from backends.generators import NO_OPTIONS, ChatGenerator, ChatOptions, ExtractiveGenerator, Generation
+from backends.lancedb import DocumentStore, Passage, SearchMode, filter_predicate
+from backends.protection import Guard
 from models.bundle import Bundle, ThresholdsRecord
 from models.embedder import Embedder
 from models.policy import Policy, decide
 from models.routes import ROUTES, Route
-from router.errors import InvalidQuery
+from router.errors import InvalidQuery, NoAnswer
 from router.logs import current_request_id
-from router.schemas import QueryResponse, RouteResponse, RouteSource, Scores, Source, Timings
+from router.schemas import (
+    AnswerStart,
+    Fallback,
+    QueryResponse,
+    RetrievalOptions,
+    RouteResponse,
+    RouteSource,
+    Scores,
+    Source,
+    StepName,
+    StreamDone,
+    Timings,
+    Usage,
+)
 
 log = structlog.get_logger("router.decision")
+T = TypeVar("T")
+RETRIEVAL = "retrieval"
+REASONS: tuple[tuple[type[BackendError], str], ...] = (
+    (CircuitOpen, "circuit_open"),
+    (BackendSaturated, "saturated"),
+    (BackendTimeout, "timeout"),
+    (BackendUnavailable, "unavailable"),
+    (ModelNotFound, "model_not_found"),
+    (UpstreamError, "upstream_error"),
+    (RetrievalError, "retrieval_error"),
+    (BackendError, "backend_error"),
+)
 
 
 def _ms(start: float) -> float:
     return round((time.perf_counter() - start) * 1000, 2)
+
+
+def reason_of(exc: BackendError) -> str:
+    return next(reason for kind, reason in REASONS if isinstance(exc, kind))
+
+
+def uses_passages(step: StepName) -> bool:
+    """Every step but ``ft`` answers from retrieved passages (extractive too: it quotes them)."""
+    return step != "ft"
+
+
+def llm_backend(model: str) -> str:
+    return f"llm:{model}"
 
 
 @dataclass(frozen=True)
@@ -43,6 +99,40 @@ class Decision:
     classify_ms: float
 
 
+@dataclass(frozen=True)
+class Attempt:
+    """One failed step of the plan."""
+
+    step: StepName
+    backend: str
+    reason: str
+    detail: str
+
+
+@dataclass
+class Walk:
+    """The state of one request's way through its plan."""
+
+    text: str
+    decision: Decision
+    top_k: int
+    options: RetrievalOptions | None
+    chat: ChatOptions = NO_OPTIONS
+    passages: list[Passage] | None = None
+    failed: list[Attempt] = field(default_factory=list)
+    dead: set[str] = field(default_factory=set)
+    retrieve_ms: float = 0.0
+
+    def passages_for(self, step: StepName) -> list[Passage]:
+        return (self.passages or []) if uses_passages(step) else []
+
+    def fallback(self, step: StepName) -> Fallback | None:
+        if not self.failed:
+            return None
+        first = self.failed[0]
+        return Fallback(from_=self.decision.route, to=step, reason=first.reason, detail=first.detail)
+
+
 @dataclass
 class RouterService:
     embedder: Embedder
@@ -50,10 +140,14 @@ class RouterService:
     thresholds: ThresholdsRecord
     policy: Policy
     store: DocumentStore
-    generator: Generator
+    llm: ChatGenerator | None
+    extractive: ExtractiveGenerator
+    guards: Mapping[str, Guard]
+    fallbacks: Mapping[Route, Sequence[StepName]]
     limiter: anyio.CapacityLimiter
     max_query_chars: int
     default_top_k: int
+    search_mode: SearchMode = "vector"
 
     def _clean(self, query: str) -> str:
         text = query.strip()
@@ -103,35 +197,202 @@ class RouterService:
         self._record(decision, timings_ms=timings)
         return RouteResponse(**self._decision_fields(decision))
 
-    def _needs_passages(self, route: Route) -> bool:
-        """``rag`` and ``both`` retrieve; ``ft`` does too when the extractive generator must answer from text."""
-        return route != "ft" or self.generator.name == "extractive"
+    # -- answering ---------------------------------------------------------------------------------------------
 
-    async def query(self, query: str, top_k: int | None, route: Route | None) -> QueryResponse:
-        start = time.perf_counter()
-        text = self._clean(query)
-        decision = await self._decide(text, route)
-        mark = time.perf_counter()
-        passages: Sequence[Passage] = []
-        if self._needs_passages(decision.route):
-            passages = await self.store.search(decision.vector, top_k or self.default_top_k)
-        retrieve_ms, mark = _ms(mark), time.perf_counter()
-        generation = await self.generator.generate(text, decision.route, passages)
-        timings = Timings(decision.embed_ms, decision.classify_ms, retrieve_ms, _ms(mark), _ms(start))
-        sources = [Source(p.chunk_id, p.doc_id, p.title, p.section, p.uri, p.score, p.text) for p in passages]
+    def plan(self, route: Route) -> list[StepName]:
+        """The steps tried in order. Without an LLM every route is answered extractively: that is no fallback."""
+        if self.llm is None:
+            return ["extractive"]
+        steps: list[StepName] = [route, *self.fallbacks.get(route, ())]
+        return list(dict.fromkeys(steps))
+
+    def _backend_of(self, step: StepName) -> str | None:
+        return None if step == "extractive" or self.llm is None else llm_backend(self.llm.model_for(step))
+
+    async def _retrieve(self, walk: Walk) -> list[Passage]:
+        options = walk.options or RetrievalOptions()
+        async with self.guards[RETRIEVAL].call():
+            return await self.store.search(
+                walk.decision.vector, walk.top_k, mode=options.mode or self.search_mode, query_text=walk.text,
+                filters=options.filters.as_dict() if options.filters else None,
+            )  # fmt: skip
+
+    def _dead_after(self, backend: str, exc: BackendError) -> set[str]:
+        """Backends not to try again in this request: the one that failed, or every LLM one when the server
+        itself is unreachable (the models share it)."""
+        if backend.startswith("llm:") and type(exc) is BackendUnavailable:
+            return {g for g in self.guards if g.startswith("llm:")} | {backend}
+        return {backend}
+
+    async def _walk(self, walk: Walk, attempt: Callable[[StepName, list[Passage]], Awaitable[T]]) -> tuple[StepName, T]:
+        """Runs ``attempt`` on each step of the plan until one succeeds; raises :class:`NoAnswer` if none does."""
+        for step in self.plan(walk.decision.route):
+            backend = RETRIEVAL
+            try:
+                if uses_passages(step) and walk.passages is None:
+                    if RETRIEVAL in walk.dead:
+                        continue
+                    mark = time.perf_counter()
+                    try:
+                        walk.passages = await self._retrieve(walk)
+                    finally:
+                        walk.retrieve_ms = _ms(mark)
+                backend = self._backend_of(step) or step
+                if backend in walk.dead:
+                    continue
+                return step, await attempt(step, walk.passages_for(step))
+            except BackendError as exc:
+                walk.failed.append(Attempt(step, backend, reason_of(exc), str(exc)))
+                walk.dead |= self._dead_after(backend, exc)
+        raise NoAnswer([a.__dict__ for a in walk.failed])
+
+    async def _generate(self, walk: Walk, step: StepName, passages: list[Passage]) -> Generation:
+        if step == "extractive" or self.llm is None:
+            return await self.extractive.generate(walk.text, step, passages)
+        async with self.guards[llm_backend(self.llm.model_for(step))].call():
+            return await self.llm.generate(walk.text, step, passages, walk.chat)
+
+    async def _pieces(self, walk: Walk, step: StepName, passages: list[Passage]) -> AsyncGenerator[str]:
+        if step == "extractive" or self.llm is None:
+            async for piece in self.extractive.stream(walk.text, step, passages):
+                yield piece
+            return
+        async with self.guards[llm_backend(self.llm.model_for(step))].call():
+            async for piece in self.llm.stream(walk.text, step, passages, walk.chat):
+                yield piece
+
+    async def _open_stream(
+        self, walk: Walk, step: StepName, passages: list[Passage]
+    ) -> tuple[str, AsyncGenerator[str]]:
+        """The first piece of the answer and the rest: a step counts as answering once its first piece arrived."""
+        pieces = self._pieces(walk, step, passages)
+        try:
+            return await anext(pieces), pieces
+        except StopAsyncIteration:
+            return "", pieces
+
+    def _answer_start(self, walk: Walk, step: StepName) -> AnswerStart:
+        llm = None if step == "extractive" else self.llm
+        return AnswerStart(
+            answered_by=step,
+            generator="llm" if llm else "extractive",
+            model=llm.model_for(step) if llm else None,
+            fallback=walk.fallback(step),
+            sources=[
+                Source(p.chunk_id, p.doc_id, p.title, p.section, p.uri, p.score, p.text)
+                for p in walk.passages_for(step)
+            ],
+        )
+
+    def _record_answer(self, walk: Walk, answer: AnswerStart | None, answer_chars: int, timings: Timings) -> None:
+        """The routing record of a query, answered (``answer``) or not (None: every step failed)."""
+        fallback = answer.fallback if answer else None
         self._record(
-            decision,
-            generator=generation.generator,
-            llm_model=generation.model,
-            source_ids=[s.id for s in sources],
-            answer_chars=len(generation.text),
+            walk.decision,
+            answered_by=answer.answered_by if answer else None,
+            fallback={"from": fallback.from_, "to": fallback.to, "reason": fallback.reason} if fallback else None,
+            failures=[a.__dict__ for a in walk.failed],
+            generator=answer.generator if answer else None,
+            llm_model=answer.model if answer else None,
+            source_ids=[s.id for s in answer.sources] if answer else [],
+            answer_chars=answer_chars,
             timings_ms={f: getattr(timings, f) for f in Timings.__struct_fields__},
         )
+
+    async def _begin(
+        self, query: str, top_k: int | None, route: Route | None, options: RetrievalOptions | None, chat: ChatOptions
+    ) -> Walk:
+        text = self._clean(query)
+        if options and options.filters:
+            try:
+                filter_predicate(options.filters.as_dict())
+            except ValueError as exc:  # for example an empty list of values
+                raise InvalidQuery(str(exc)) from exc
+        return Walk(text, await self._decide(text, route), top_k or self.default_top_k, options, chat)
+
+    async def query(
+        self,
+        query: str,
+        top_k: int | None,
+        route: Route | None,
+        options: RetrievalOptions | None = None,
+        chat: ChatOptions = NO_OPTIONS,
+    ) -> QueryResponse:
+        start = time.perf_counter()
+        walk = await self._begin(query, top_k, route, options, chat)
+        mark = time.perf_counter()
+        try:
+            step, generation = await self._walk(walk, lambda s, p: self._generate(walk, s, p))
+        except NoAnswer:
+            self._record_answer(walk, None, 0, self._timings(walk, start, mark))
+            raise
+        answer = self._answer_start(walk, step)
+        timings = self._timings(walk, start, mark)
+        self._record_answer(walk, answer, len(generation.text), timings)
         return QueryResponse(
-            **self._decision_fields(decision),
+            **self._decision_fields(walk.decision),
             answer=generation.text,
-            generator=generation.generator,
-            model=generation.model,
-            sources=sources,
+            answered_by=answer.answered_by,
+            generator=answer.generator,
+            model=answer.model,
+            fallback=answer.fallback,
+            sources=answer.sources,
             timings_ms=timings,
+            finish_reason=generation.finish_reason,
+            usage=_usage(generation),
         )
+
+    def _timings(self, walk: Walk, start: float, answer_start: float) -> Timings:
+        """``retrieve`` and ``generate`` split the answering time; retrieval is timed inside the walk."""
+        decision, generate = walk.decision, _ms(answer_start) - walk.retrieve_ms
+        return Timings(decision.embed_ms, decision.classify_ms, walk.retrieve_ms, round(generate, 2), _ms(start))
+
+    async def query_stream(
+        self,
+        query: str,
+        top_k: int | None,
+        route: Route | None,
+        options: RetrievalOptions | None = None,
+        chat: ChatOptions = NO_OPTIONS,
+    ) -> AsyncIterator[tuple[str, Any]]:
+        """Decides now (so bad input fails as a plain 400), then returns the events: ``decision``, ``answer``,
+        ``delta``..., ``done``; or ``error`` (a problem body) when no step can answer or the answer breaks off."""
+        start = time.perf_counter()
+        walk = await self._begin(query, top_k, route, options, chat)
+        return self._events(walk, start)
+
+    async def _events(self, walk: Walk, start: float) -> AsyncIterator[tuple[str, Any]]:
+        yield "decision", RouteResponse(**self._decision_fields(walk.decision))
+        mark = time.perf_counter()
+        try:
+            step, (first, rest) = await self._walk(walk, lambda s, p: self._open_stream(walk, s, p))
+        except NoAnswer as exc:
+            timings = self._timings(walk, start, mark)
+            self._record_answer(walk, None, 0, timings)
+            yield "error", exc.body()
+            yield "done", StreamDone(answer_chars=0, timings_ms=timings)
+            return
+        answer = self._answer_start(walk, step)
+        chars = 0
+        async with aclosing(rest):  # releases the backend's slot however the stream ends, a disconnect included
+            try:
+                yield "answer", answer
+                if first:
+                    chars += len(first)
+                    yield "delta", {"text": first}
+                async for piece in rest:
+                    chars += len(piece)
+                    yield "delta", {"text": piece}
+            except BackendError as exc:
+                detail = f"the answer broke off: {exc.backend} backend failed: {exc}"
+                yield "error", {"status": 502, "reason": reason_of(exc), "detail": detail}
+            finally:
+                timings = self._timings(walk, start, mark)
+                self._record_answer(walk, answer, chars, timings)
+        yield "done", StreamDone(answer_chars=chars, timings_ms=timings)
+
+
+def _usage(generation: Generation) -> Usage | None:
+    if generation.prompt_tokens is None or generation.completion_tokens is None:
+        return None
+    return Usage(generation.prompt_tokens, generation.completion_tokens)

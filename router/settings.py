@@ -20,6 +20,12 @@ class ServerSettings(BaseModel):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
     max_query_chars: int = Field(2000, ge=1, description="longer queries are rejected with 400")
+    admin_api_key: SecretStr | None = Field(
+        None,
+        min_length=16,
+        description="key for the admin endpoints (/v1/documents), sent as 'Authorization: Bearer <key>' or "
+        "'X-API-Key: <key>'; at least 16 characters; None = those endpoints answer 403",
+    )
 
 
 class EmbedderSettings(BaseModel):
@@ -40,8 +46,31 @@ class RetrievalSettings(BaseModel):
     top_k: int = Field(4, ge=1, le=50)
     chunk_max_chars: int = Field(1000, ge=200)
     chunk_overlap_chars: int = Field(150, ge=0)
+    max_documents_per_request: int = Field(100, ge=1, description="most documents one POST /v1/documents may carry")
+    max_document_chars: int = Field(1_000_000, ge=1, description="longest document text POST /v1/documents accepts")
     read_consistency_seconds: float = Field(5.0, ge=0, description="how stale a replica's view of the table may be")
     storage_options: dict[str, str] = Field(default_factory=dict, description="object-store options (JSON)")
+    mode: Literal["vector", "text", "hybrid"] = Field("vector", description="search mode when a request names none")
+    index_threshold: int = Field(50_000, ge=1, description="chunks from which the ANN vector index is built")
+    max_concurrency: int = Field(32, ge=1, description="concurrent searches; more wait up to queue_timeout")
+    queue_timeout: float = Field(0.5, ge=0, description="seconds a search waits for a slot before failing over")
+
+
+RouteName = Literal["ft", "rag", "both"]
+StepName = Literal["ft", "rag", "both", "extractive"]
+DEFAULT_FALLBACKS: dict[RouteName, list[StepName]] = {
+    "ft": ["both", "rag", "extractive"],
+    "both": ["rag", "ft", "extractive"],
+    "rag": ["both", "ft", "extractive"],
+}
+
+
+class RouteTimeouts(BaseModel):
+    """Overrides of the LLM timeouts for one route; unset fields keep the llm-wide values."""
+
+    connect: float | None = Field(None, gt=0)
+    read: float | None = Field(None, gt=0)
+    total: float | None = Field(None, gt=0)
 
 
 class LLMSettings(BaseModel):
@@ -56,12 +85,33 @@ class LLMSettings(BaseModel):
     max_connections: int = Field(64, ge=1)
     max_tokens: int = Field(512, ge=1)
     temperature: float = Field(0.0, ge=0, le=2)
+    route_timeouts: dict[RouteName, RouteTimeouts] = Field(
+        default_factory=dict, description='per-route overrides, e.g. {"ft": {"total": 10}} (JSON)'
+    )
+    max_concurrency: int = Field(32, ge=1, description="concurrent calls per model; more wait up to queue_timeout")
+    queue_timeout: float = Field(0.5, ge=0, description="seconds a call waits for a slot before failing over")
+    fallbacks: dict[RouteName, list[StepName]] = Field(
+        default_factory=lambda: {route: list(steps) for route, steps in DEFAULT_FALLBACKS.items()},
+        description="per decided route, the steps tried in order when it fails (JSON)",
+    )
 
     @model_validator(mode="after")
     def _models_named(self) -> LLMSettings:
         if self.base_url and not (self.base_model and self.ft_model):
             raise ValueError("llm.base_url is set: also set llm.base_model and llm.ft_model")
+        for route, steps in self.fallbacks.items():
+            if route in steps or len(set(steps)) != len(steps):
+                raise ValueError(f"llm.fallbacks[{route!r}] = {steps}: list each other step at most once")
         return self
+
+
+class BreakerSettings(BaseModel):
+    """One circuit breaker per backend (each LLM model, the document store)."""
+
+    failure_ratio: float = Field(0.5, gt=0, le=1, description="share of failed calls in the window that opens it")
+    window_seconds: float = Field(30.0, gt=0)
+    min_calls: int = Field(10, ge=1, description="calls in the window before the ratio is judged")
+    cooldown_seconds: float = Field(15.0, gt=0, description="open time before one probe call is let through")
 
 
 class LogSettings(BaseModel):
@@ -70,13 +120,17 @@ class LogSettings(BaseModel):
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="ROUTER_", env_nested_delimiter="__", extra="forbid")
+    # hide_input_in_errors: a rejected value may be a secret (an API key, object-store credentials)
+    model_config = SettingsConfigDict(
+        env_prefix="ROUTER_", env_nested_delimiter="__", extra="forbid", hide_input_in_errors=True
+    )
 
     server: ServerSettings = Field(default_factory=ServerSettings)
     embedder: EmbedderSettings = Field(default_factory=EmbedderSettings)
     model: ModelSettings = Field(default_factory=ModelSettings)
     retrieval: RetrievalSettings = Field(default_factory=RetrievalSettings)
     llm: LLMSettings = Field(default_factory=LLMSettings)
+    breaker: BreakerSettings = Field(default_factory=BreakerSettings)
     log: LogSettings = Field(default_factory=LogSettings)
 
     @property

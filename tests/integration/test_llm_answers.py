@@ -46,20 +46,35 @@ def test_each_route_calls_its_model(llm_service: LiveService, route: str, model:
     assert body["timings_ms"]["generate"] > 0
 
 
-def test_llm_down_is_a_clear_503(lancedb_uri: str) -> None:
+def test_llm_down_falls_back_to_extractive_or_is_a_clear_503(lancedb_uri: str) -> None:
     closed_port = free_port()  # nothing listens there
-    settings = Settings(
-        retrieval={"uri": lancedb_uri},
-        llm={"base_url": f"http://127.0.0.1:{closed_port}/v1", "base_model": "base", "ft_model": "ft"},
-        log={"format": "json"},
-    )
+    llm = {"base_url": f"http://127.0.0.1:{closed_port}/v1", "base_model": "base", "ft_model": "ft"}
+    settings = Settings(retrieval={"uri": lancedb_uri}, llm=llm, log={"format": "json"})
     with serve(settings) as live:
-        response = httpx.post(f"{live.url}/v1/query", json={"query": "What is LoRA?"}, timeout=30)
-        assert response.status_code == 503
+        ready = httpx.get(f"{live.url}/ready", timeout=30).json()
+        assert ready["status"] == "degraded" and ready["checks"]["llm"].startswith("unreachable")
+        response = httpx.post(f"{live.url}/v1/query", json={"query": "What is LoRA?", "route": "rag"}, timeout=30)
+        assert response.status_code == 200, response.text
         body = response.json()
-        assert body["backend"] == "llm" and "unreachable" in body["detail"]
+        assert body["route"] == "rag" and body["answered_by"] == "extractive" and body["generator"] == "extractive"
+        assert body["fallback"]["from"] == "rag" and body["fallback"]["to"] == "extractive"
+        assert body["fallback"]["reason"] == "unavailable" and "unreachable" in body["fallback"]["detail"]
+        assert body["sources"] and "[1]" in body["answer"]
+        (record,) = live.events("route_decided")
+        assert record["fallback"] == {"from": "rag", "to": "extractive", "reason": "unavailable"}
+        assert [f["step"] for f in record["failures"]] == ["rag"]  # both and ft share the dead server: skipped
         decision = httpx.post(f"{live.url}/v1/route", json={"query": "What is LoRA?"}, timeout=30)
         assert decision.status_code == 200  # deciding needs no LLM
+
+    no_fallback = Settings(retrieval={"uri": lancedb_uri}, llm=llm | {"fallbacks": {"ft": []}}, log={"format": "json"})
+    with serve(no_fallback) as live:
+        response = httpx.post(f"{live.url}/v1/query", json={"query": "What is LoRA?", "route": "ft"}, timeout=30)
+        assert response.status_code == 503
+        body = response.json()
+        assert body["attempts"] == [
+            {"step": "ft", "backend": "llm:ft", "reason": "unavailable", "detail": body["attempts"][0]["detail"]}
+        ]
+        assert "no route could answer" in body["detail"] and "Retry-After" not in response.headers
 
 
 @pytest.mark.llm_server
