@@ -127,9 +127,13 @@ class Guard:
         self.breaker.acquire()
         acquired = False
         try:
-            with anyio.move_on_after(self._queue_timeout):
-                await self._slots.acquire()
+            try:
+                self._slots.acquire_nowait()
                 acquired = True
+            except anyio.WouldBlock:
+                with anyio.move_on_after(self._queue_timeout):
+                    await self._slots.acquire()
+                    acquired = True
             if not acquired:
                 raise BackendSaturated(
                     f"{self.name} is saturated: {self.max_concurrency} calls in flight and no slot freed within "

@@ -108,3 +108,48 @@ def test_router_label_against_a_real_server(
     outcomes = load_outcomes(out, "dev_500")
     assert len(outcomes) == 2 and outcomes.em.shape == (2, 3)
     assert all(isinstance(row["pred_zero"], str) and row["tokens_multi"] > 0 for row in outcomes.rows)
+
+
+@pytest.mark.llm_server
+def test_ready_confirms_both_models_on_the_real_server(llm_service: LiveService) -> None:
+    ready = httpx.get(f"{llm_service.url}/ready", timeout=30).json()
+    assert ready["status"] == "ready" and ready["checks"]["llm"] == "ok"
+
+
+@pytest.mark.llm_server
+@pytest.mark.parametrize(("route", "model"), [("ft", "tiny-llama-ft"), ("rag", "tiny-llama")])
+def test_query_streams_from_the_real_server(llm_service: LiveService, route: str, model: str) -> None:
+    body = {"query": "What is LoRA?", "route": route, "stream": True}
+    with httpx.stream("POST", f"{llm_service.url}/v1/query", json=body, timeout=60) as response:
+        assert response.status_code == 200 and response.headers["content-type"].startswith("text/event-stream")
+        blocks = response.read().decode().strip().split("\n\n")
+    events = [
+        (b.split("\n")[0].removeprefix("event: "), json.loads(b.split("\n")[1].removeprefix("data: "))) for b in blocks
+    ]
+    names = [name for name, _ in events]
+    assert names[0] == "decision" and names[1] == "answer" and names[-1] == "done" and "error" not in names
+    assert events[1][1]["model"] == model and events[1][1]["fallback"] is None
+    deltas = [data["text"] for name, data in events if name == "delta"]
+    assert deltas and events[-1][1]["answer_chars"] == len("".join(deltas))
+
+
+@pytest.mark.llm_server
+def test_openai_client_streams_through_the_router_from_the_real_server(llm_service: LiveService) -> None:
+    import openai
+
+    with openai.OpenAI(base_url=f"{llm_service.url}/v1", api_key="unused", max_retries=0, timeout=60) as client:
+        chunks = list(
+            client.chat.completions.create(
+                model="both", messages=[{"role": "user", "content": "What is LoRA?"}], stream=True, max_tokens=6
+            )
+        )
+        completion = client.chat.completions.create(
+            model="router", messages=[{"role": "user", "content": "What is LoRA?"}]
+        )
+    router = (chunks[0].model_extra or {})["router"]
+    assert router["answered_by"] == "both" and chunks[0].model == "tiny-llama-ft" and router["sources"]
+    assert "".join(c.choices[0].delta.content or "" for c in chunks)
+    assert chunks[-1].choices[0].finish_reason == "stop"
+    assert (
+        completion.choices[0].message.content and (completion.model_extra or {})["router"]["route_source"] == "policy"
+    )
