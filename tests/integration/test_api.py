@@ -132,3 +132,50 @@ def test_every_request_writes_one_routing_record_and_one_request_line(live: Live
     assert set(record["timings_ms"]) == {"embed", "classify", "retrieve", "generate", "total"}
     assert completed[0]["status"] == 200 and completed[0]["path"] == "/v1/query"
     assert completed[0]["duration_ms"] > 0
+
+
+@pytest.mark.parametrize("mode", ["vector", "text", "hybrid"])
+def test_query_retrieval_mode_is_selectable(http: httpx.Client, mode: str) -> None:
+    body = {"query": "How do I enable LoRA adapters in vLLM?", "route": "rag", "retrieval": {"mode": mode}}
+    response = http.post("/v1/query", json=body)
+    assert response.status_code == 200, response.text
+    sources = response.json()["sources"]
+    assert sources and [s["score"] for s in sources] == sorted((s["score"] for s in sources), reverse=True)
+    if mode == "vector":
+        assert all(0 < s["score"] <= 1 for s in sources)  # cosine similarity
+    if mode == "hybrid":
+        assert all(s["score"] <= round(2 / 61, 6) for s in sources)  # reciprocal rank fusion scores
+
+
+def test_query_filters_restrict_the_sources(http: httpx.Client) -> None:
+    question = "How do I enable LoRA adapters in vLLM?"
+    unfiltered = http.post("/v1/query", json={"query": question, "route": "rag", "top_k": 8}).json()["sources"]
+    other = unfiltered[-1]["document_id"]
+    body = {"query": question, "route": "rag", "top_k": 3, "retrieval": {"filters": {"doc_id": [other]}}}
+    filtered = http.post("/v1/query", json=body).json()["sources"]
+    assert filtered and {s["document_id"] for s in filtered} == {other}
+
+
+@pytest.mark.parametrize(
+    ("retrieval", "reason"),
+    [
+        ({"mode": "fuzzy"}, "mode"),
+        ({"filters": {"author": "x"}}, "author"),
+        ({"filters": {"doc_id": []}}, "doc_id"),
+        ({"filters": {"doc_id": 5}}, "doc_id"),
+    ],
+)
+def test_bad_retrieval_options_are_400(http: httpx.Client, retrieval: dict, reason: str) -> None:
+    for stream in (False, True):  # a streamed request fails before its stream starts
+        response = http.post("/v1/query", json={"query": "What is LoRA?", "retrieval": retrieval, "stream": stream})
+        assert response.status_code == 400, response.text
+        assert response.headers["content-type"].startswith("application/problem+json")
+        assert reason in response.text
+
+
+def test_stream_without_an_llm_answers_extractively(http: httpx.Client) -> None:
+    body = {"query": "What does the alpha parameter of LoRA control?", "stream": True}
+    response = http.post("/v1/query", json=body)
+    assert response.status_code == 200 and response.headers["content-type"].startswith("text/event-stream")
+    names = [line.removeprefix("event: ") for line in response.text.splitlines() if line.startswith("event: ")]
+    assert names == ["decision", "answer", "delta", "done"]

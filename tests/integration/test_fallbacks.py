@@ -52,7 +52,7 @@ def fake_url(fake: FakeVLLM) -> Iterator[str]:
         yield url
 
 
-def live(fake_url: str, lancedb_uri: str, **llm: Any) -> Any:
+def start_service(fake_url: str, lancedb_uri: str, **llm: Any) -> Any:
     breaker = llm.pop("breaker", {"min_calls": 1000})  # out of the way unless a test is about it
     settings = Settings(
         retrieval={"uri": lancedb_uri},
@@ -65,7 +65,7 @@ def live(fake_url: str, lancedb_uri: str, **llm: Any) -> Any:
 
 @pytest.fixture(scope="module")
 def service(fake_url: str, lancedb_uri: str) -> Iterator[LiveService]:
-    with live(fake_url, lancedb_uri) as service:
+    with start_service(fake_url, lancedb_uri) as service:
         yield service
 
 
@@ -148,7 +148,7 @@ def test_fault_is_retried_or_falls_back(
 
 
 def test_every_step_failing_is_a_503_listing_each_failure(fake_url: str, lancedb_uri: str, fake: FakeVLLM) -> None:
-    with live(fake_url, lancedb_uri, fallbacks={"ft": ["rag"]}) as service:
+    with start_service(fake_url, lancedb_uri, fallbacks={"ft": ["rag"]}) as service:
         fake.faults.extend([("status", 500)] * 4)
         response = ask(service, "ft")
         assert response.status_code == 503
@@ -228,7 +228,7 @@ def test_stream_cut_mid_body_is_an_error_event(service: LiveService, fake: FakeV
 
 def test_circuit_opens_after_failures_and_closes_after_a_probe(fake_url: str, lancedb_uri: str, fake: FakeVLLM) -> None:
     breaker = {"min_calls": 2, "failure_ratio": 0.5, "window_seconds": 30, "cooldown_seconds": 1.5}
-    with live(fake_url, lancedb_uri, retry_attempts=1, breaker=breaker) as service:
+    with start_service(fake_url, lancedb_uri, retry_attempts=1, breaker=breaker) as service:
         fake.faults.extend([("status", 500), ("delay", 0), ("status", 500)])  # base fails, ft answers; twice
         for _ in range(2):
             assert ask(service, "rag").json()["answered_by"] == "both"
@@ -246,7 +246,7 @@ def test_circuit_opens_after_failures_and_closes_after_a_probe(fake_url: str, la
 
 def test_saturated_backend_fails_fast_with_retry_after(fake_url: str, lancedb_uri: str, fake: FakeVLLM) -> None:
     settings = {"max_concurrency": 1, "queue_timeout": 0.1, "fallbacks": {"ft": []}}
-    with live(fake_url, lancedb_uri, **settings) as service:
+    with start_service(fake_url, lancedb_uri, **settings) as service:
         fake.faults.append(("delay", 1.5))
         slow: dict[str, httpx.Response] = {}
         thread = threading.Thread(target=lambda: slow.setdefault("r", ask(service, "ft")))
