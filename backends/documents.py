@@ -48,7 +48,8 @@ class Chunk:
         return f"{self.section}\n\n{self.body}" if self.section else self.body
 
 
-def _title_of(text: str, fallback: str) -> str:
+def title_of(text: str, fallback: str) -> str:
+    """The text of the first Markdown heading, else ``fallback``."""
     for line in text.splitlines():
         match = _HEADING.match(line)
         if match:
@@ -67,7 +68,7 @@ def _jsonl_documents(path: Path) -> Iterator[Document]:
             raise DocumentError(f"{path}:{line_no}: expected a JSON object with 'id' and 'text' ({exc})") from exc
         if not doc_id or not text.strip():
             raise DocumentError(f"{path}:{line_no}: empty 'id' or 'text'")
-        title = str(row.get("title") or _title_of(text, doc_id))
+        title = str(row.get("title") or title_of(text, doc_id))
         yield Document(id=doc_id, text=text, title=title, uri=str(row.get("uri") or f"{path.as_uri()}#{doc_id}"))
 
 
@@ -81,7 +82,7 @@ def _file_documents(path: Path) -> Iterator[Document]:
         raise DocumentError(f"{path}: not UTF-8 text ({exc.reason})") from exc
     if text.strip():
         resolved = path.resolve()
-        yield Document(id=str(resolved), text=text, title=_title_of(text, path.stem), uri=resolved.as_uri())
+        yield Document(id=str(resolved), text=text, title=title_of(text, path.stem), uri=resolved.as_uri())
 
 
 def read_documents(paths: list[Path]) -> Iterator[Document]:

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -87,6 +88,18 @@ class Passage:
     title: str
     uri: str
     score: float
+
+
+@dataclass(frozen=True)
+class DocumentInfo:
+    """What the table holds for one document: its metadata (from chunk 0) and its chunk count."""
+
+    doc_id: str
+    title: str
+    uri: str
+    chunks: int
+    ingested_at: datetime
+    content_sha256: str
 
 
 def _schema(dimension: int) -> pa.Schema:
@@ -263,6 +276,33 @@ class DocumentStore:
         rows = await self._table.query().where(where).select(["doc_id", "content_sha256"]).to_list()
         return {row["doc_id"]: row["content_sha256"] for row in rows}
 
+    async def documents_info(self, doc_ids: Sequence[str]) -> dict[str, DocumentInfo]:
+        """Metadata and chunk count per document id, for the ids that are present (one query)."""
+        if not doc_ids:
+            return {}
+        where = f"doc_id IN ({', '.join(sql_literal(d) for d in doc_ids)})"
+        columns = ["doc_id", "chunk_index", "title", "uri", "content_sha256", "ingested_at"]
+        try:
+            table = await self._table.query().where(where).select(columns).to_arrow()
+        except Exception as exc:
+            raise RetrievalError(f"reading document metadata failed: {exc}") from exc
+        counts = Counter(table["doc_id"].to_pylist())
+        return {
+            row["doc_id"]: DocumentInfo(
+                doc_id=row["doc_id"],
+                title=row["title"] or "",
+                uri=row["uri"] or "",
+                chunks=counts[row["doc_id"]],
+                ingested_at=row["ingested_at"],
+                content_sha256=row["content_sha256"] or "",
+            )
+            for row in table.to_pylist()
+            if row["chunk_index"] == 0
+        }
+
+    async def document_info(self, doc_id: str) -> DocumentInfo | None:
+        return (await self.documents_info([doc_id])).get(doc_id)
+
     async def upsert_document(
         self,
         doc_id: str,
@@ -307,8 +347,13 @@ class DocumentStore:
         except Exception as exc:
             raise RetrievalError(f"document {doc_id!r} was written but updating the indexes failed: {exc}") from exc
 
-    async def delete_document(self, doc_id: str) -> None:
-        await self._table.delete(f"doc_id = {sql_literal(doc_id)}")
+    async def delete_document(self, doc_id: str) -> int:
+        """Deletes every chunk of ``doc_id`` in one commit; returns how many there were (0: no such document)."""
+        try:
+            result = await self._table.delete(f"doc_id = {sql_literal(doc_id)}")
+        except Exception as exc:
+            raise RetrievalError(f"deleting document {doc_id!r} failed: {exc}") from exc
+        return int(result.num_deleted_rows)
 
     async def ensure_index(self) -> bool:
         """Builds the ANN index on ``vector`` if the table has ``index_threshold`` rows or more and none exists.

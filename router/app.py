@@ -12,9 +12,11 @@ from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
 
 from router.api import HealthController, RoutingController
+from router.documents_api import DocumentsController
 from router.errors import EXCEPTION_HANDLERS
 from router.logs import configure_logging
 from router.middleware import RequestContextMiddleware, before_send
+from router.openai_api import OpenAIController
 from router.resources import open_service
 from router.service import RouterService
 from router.settings import Settings, get_settings
@@ -39,7 +41,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
     settings = settings or get_settings()
     configure_logging(settings.log.level, settings.log.format)
     return Litestar(
-        route_handlers=[RoutingController, HealthController],
+        route_handlers=[RoutingController, HealthController, DocumentsController, OpenAIController],
         dependencies={"service": Provide(provide_service, sync_to_thread=False)},
         lifespan=[lifespan],
         middleware=[DefineMiddleware(RequestContextMiddleware)],

@@ -35,6 +35,10 @@ class LiveService:
         return [line for line in lines if line.get("event") == name]
 
 
+_captures: list[logging.Handler] = []
+"""The log capture of every server running now: each one sees every line, whichever server logged it."""
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -58,11 +62,13 @@ def ingest_corpus(settings: Settings, embedder, corpus: Path) -> None:
 @contextmanager
 def serve(settings: Settings) -> Iterator[LiveService]:
     """Runs the app in a uvicorn thread until the generator is closed; JSON log lines are captured."""
-    app = create_app(settings)
+    app = create_app(settings)  # configures logging: replaces the root handlers, those of running servers too
     log = io.StringIO()
     capture = logging.StreamHandler(log)
     capture.setFormatter(logging.getLogger().handlers[0].formatter)
-    logging.getLogger().addHandler(capture)
+    _captures.append(capture)
+    for handler in _captures:
+        logging.getLogger().addHandler(handler)
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False))
     thread = threading.Thread(target=server.run, daemon=True)
@@ -79,6 +85,7 @@ def serve(settings: Settings) -> Iterator[LiveService]:
         server.should_exit = True
         thread.join(timeout=30)
         logging.getLogger().removeHandler(capture)
+        _captures.remove(capture)
 
 
 @pytest.fixture(scope="session")

@@ -44,3 +44,15 @@ def test_out_of_range_and_unknown_settings_are_refused(monkeypatch: pytest.Monke
         Settings()
     with pytest.raises(ValidationError, match="nonsense"):
         Settings(nonsense=1)
+
+
+def test_admin_key_is_a_secret_and_a_short_one_is_refused_without_echoing_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert Settings().server.admin_api_key is None
+    monkeypatch.setenv("ROUTER_SERVER__ADMIN_API_KEY", "k" * 16)
+    settings = Settings()
+    assert settings.server.admin_api_key is not None
+    assert settings.server.admin_api_key.get_secret_value() == "k" * 16 and "k" * 16 not in repr(settings)
+    monkeypatch.setenv("ROUTER_SERVER__ADMIN_API_KEY", "short-secret")
+    with pytest.raises(ValidationError, match="admin_api_key") as refused:
+        Settings()
+    assert "short-secret" not in str(refused.value)
