@@ -3,23 +3,28 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 
+import structlog
 from litestar import Litestar
 from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
 
+from backends.errors import BackendError
+from models.bundle import BundleError
 from router.api import HealthController, RoutingController
 from router.documents_api import DocumentsController
 from router.errors import EXCEPTION_HANDLERS
 from router.logs import configure_logging
 from router.middleware import RequestContextMiddleware, before_send
 from router.openai_api import OpenAIController
-from router.resources import open_service
+from router.resources import ConfigurationError, open_service
 from router.service import RouterService
 from router.settings import Settings, get_settings
+
+log = structlog.get_logger("router.app")
 
 
 def provide_service(state: State) -> RouterService:
@@ -29,7 +34,13 @@ def provide_service(state: State) -> RouterService:
 
 @asynccontextmanager
 async def lifespan(app: Litestar) -> AsyncIterator[None]:
-    async with open_service(app.state.settings) as service:
+    stack = AsyncExitStack()
+    try:
+        service = await stack.enter_async_context(open_service(app.state.settings))
+    except (BundleError, ConfigurationError, BackendError) as exc:
+        log.error("service_refused", reason=str(exc), error=type(exc).__name__)  # one line naming what is wrong
+        raise
+    async with stack:
         app.state.service = service
         try:
             yield

@@ -259,3 +259,12 @@ def test_saturated_backend_fails_fast_with_retry_after(fake_url: str, lancedb_ur
         assert response.status_code == 503 and response.headers["retry-after"] == "1"
         assert response.json()["attempts"][0]["reason"] == "saturated"
         assert slow["r"].status_code == 200
+
+
+async def test_startup_refuses_a_model_the_server_does_not_serve(fake_url: str, lancedb_uri: str) -> None:
+    from router.resources import ConfigurationError, open_service
+
+    settings = Settings(retrieval={"uri": lancedb_uri}, llm={"base_url": fake_url, **LLM, "ft_model": "typo-ft"})
+    with pytest.raises(ConfigurationError, match=r"does not serve 'typo-ft'.*it serves: base, ft"):
+        async with open_service(settings):
+            pass
