@@ -79,7 +79,7 @@ class HealthController(Controller):
         service: RouterService | None = state.get("service")
         if service is None:
             return Response(Readiness("not_ready", {"service": "starting"}), status_code=503)
-        checks = {"model": service.bundle.version, "thresholds": str(service.thresholds.version)}
+        checks = {"model": service.bundle.version, "thresholds": str(service.tuning.record.version)}
         try:
             with anyio.fail_after(READY_TIMEOUT_S):
                 checks["retrieval"] = f"{await service.store.count()} chunks"

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 
+import anyio
 import structlog
 from litestar import Litestar
 from litestar.datastructures import State
@@ -23,6 +24,7 @@ from router.openai_api import OpenAIController
 from router.resources import ConfigurationError, open_service
 from router.service import RouterService
 from router.settings import Settings, get_settings
+from router.thresholds_api import ThresholdsController
 
 log = structlog.get_logger("router.app")
 
@@ -40,19 +42,34 @@ async def lifespan(app: Litestar) -> AsyncIterator[None]:
     except (BundleError, ConfigurationError, BackendError) as exc:
         log.error("service_refused", reason=str(exc), error=type(exc).__name__)  # one line naming what is wrong
         raise
-    async with stack:
+    async with stack, anyio.create_task_group() as tasks:
         app.state.service = service
+        tasks.start_soon(_poll_thresholds, service, app.state.settings.thresholds.poll_seconds)
         try:
             yield
         finally:
             app.state.service = None
+            tasks.cancel_scope.cancel()
+
+
+async def _poll_thresholds(service: RouterService, every: float) -> None:
+    """Applies a thresholds version written through another replica within ``every`` seconds."""
+    while True:
+        await anyio.sleep(every)
+        await anyio.to_thread.run_sync(service.refresh_thresholds)
 
 
 def create_app(settings: Settings | None = None) -> Litestar:
     settings = settings or get_settings()
     configure_logging(settings.log.level, settings.log.format)
     return Litestar(
-        route_handlers=[RoutingController, HealthController, DocumentsController, OpenAIController],
+        route_handlers=[
+            RoutingController,
+            HealthController,
+            DocumentsController,
+            OpenAIController,
+            ThresholdsController,
+        ],
         dependencies={"service": Provide(provide_service, sync_to_thread=False)},
         lifespan=[lifespan],
         middleware=[DefineMiddleware(RequestContextMiddleware)],

@@ -17,10 +17,11 @@ from backends.generators import ChatGenerator, ExtractiveGenerator
 from backends.lancedb import DocumentStore
 from backends.protection import BreakerConfig, CircuitBreaker, Guard
 from backends.vllm import ChatClient, RetryPolicy, Timeouts
-from models.bundle import BundleError, load_bundle, load_thresholds
+from models.bundle import BundleError, load_bundle
 from models.embedder import Embedder, SentenceTransformerEmbedder
-from router.service import RETRIEVAL, RouterService, llm_backend
+from router.service import RETRIEVAL, RouterService, Tuning, llm_backend
 from router.settings import Settings
+from router.thresholds import ThresholdsStore
 
 log = structlog.get_logger("router.resources")
 MODELS_CHECK_TIMEOUT_S = 5.0
@@ -118,7 +119,8 @@ async def check_models(llm: ChatGenerator) -> str:
 @asynccontextmanager
 async def open_service(settings: Settings) -> AsyncIterator[RouterService]:
     bundle = load_bundle(settings.model.bundle_dir)
-    thresholds = load_thresholds(settings.thresholds_path)
+    thresholds_store = ThresholdsStore.open(settings.thresholds.dir, settings.thresholds_path, bundle.version)
+    thresholds = thresholds_store.current()
     embedder = await load_embedder(settings)
     expected = bundle.manifest["embedder"]
     if embedder.dimension != expected["dimension"]:
@@ -142,8 +144,8 @@ async def open_service(settings: Settings) -> AsyncIterator[RouterService]:
         yield RouterService(
             embedder=embedder,
             bundle=bundle,
-            thresholds=thresholds,
-            policy=bundle.policy(thresholds),
+            tuning=Tuning(thresholds, bundle.policy(thresholds)),
+            thresholds_store=thresholds_store,
             store=store,
             llm=llm,
             extractive=ExtractiveGenerator(),

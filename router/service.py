@@ -13,6 +13,7 @@ the decided route, why (``fallback``). When every step fails the request gets a 
 from __future__ import annotations
 
 import time
+from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass, field
@@ -36,7 +37,7 @@ from backends.errors import (
 from backends.generators import NO_OPTIONS, ChatGenerator, ChatOptions, ExtractiveGenerator, Generation
 from backends.lancedb import DocumentStore, Passage, SearchMode, filter_predicate
 from backends.protection import Guard
-from models.bundle import Bundle, ThresholdsRecord
+from models.bundle import Bundle, BundleError, ThresholdsRecord
 from models.embedder import Embedder
 from models.policy import Policy, decide
 from models.routes import ROUTES, Route
@@ -56,6 +57,7 @@ from router.schemas import (
     Timings,
     Usage,
 )
+from router.thresholds import ThresholdsStore
 
 log = structlog.get_logger("router.decision")
 T = TypeVar("T")
@@ -90,6 +92,15 @@ def llm_backend(model: str) -> str:
 
 
 @dataclass(frozen=True)
+class Tuning:
+    """The live thresholds record and the policy built from it, swapped as one value so that a request decides and
+    reports with the same version even when the thresholds change under it."""
+
+    record: ThresholdsRecord
+    policy: Policy
+
+
+@dataclass(frozen=True)
 class Decision:
     route: Route
     source: RouteSource
@@ -97,6 +108,7 @@ class Decision:
     vector: npt.NDArray[np.float32]
     embed_ms: float
     classify_ms: float
+    tuning: Tuning
 
 
 @dataclass(frozen=True)
@@ -137,8 +149,8 @@ class Walk:
 class RouterService:
     embedder: Embedder
     bundle: Bundle
-    thresholds: ThresholdsRecord
-    policy: Policy
+    tuning: Tuning
+    thresholds_store: ThresholdsStore
     store: DocumentStore
     llm: ChatGenerator | None
     extractive: ExtractiveGenerator
@@ -148,6 +160,27 @@ class RouterService:
     max_query_chars: int
     default_top_k: int
     search_mode: SearchMode = "vector"
+    recent: deque[tuple[float, float, float]] = field(default_factory=lambda: deque(maxlen=10_000))
+    """Scores of the latest decisions (this process), for what-if evaluation and calibration on traffic."""
+
+    def retune(self, record: ThresholdsRecord) -> None:
+        """Makes ``record`` the live thresholds for every request decided from now on."""
+        tuning = Tuning(record, self.bundle.policy(record))
+        if record.version != self.tuning.record.version:
+            log.info("thresholds_applied", version=record.version, updated_by=record.updated_by)
+        self.tuning = tuning
+
+    def refresh_thresholds(self) -> bool:
+        """Picks up a newer version from the store (written by any replica); returns whether one was applied.
+        An unreadable store keeps the last good version."""
+        try:
+            if self.thresholds_store.version() <= self.tuning.record.version:
+                return False
+            self.retune(self.thresholds_store.current())
+        except BundleError as exc:
+            log.warning("thresholds_refresh_failed", error=str(exc))
+            return False
+        return True
 
     def _clean(self, query: str) -> str:
         text = query.strip()
@@ -163,9 +196,11 @@ class RouterService:
         embed_ms, start = _ms(start), time.perf_counter()
         probabilities = self.bundle.classifier.predict_proba(vectors, [query])[0]
         scores: dict[str, float] = {route: round(float(p), 4) for route, p in zip(ROUTES, probabilities, strict=True)}
-        route = forced or decide(scores, self.policy)
+        tuning = self.tuning
+        route = forced or decide(scores, tuning.policy)
         source: RouteSource = "request" if forced else "policy"
-        return Decision(route, source, Scores(**scores), vectors[0], embed_ms, _ms(start))
+        self.recent.append((scores["ft"], scores["rag"], scores["both"]))
+        return Decision(route, source, Scores(**scores), vectors[0], embed_ms, _ms(start), tuning)
 
     def _record(self, decision: Decision, **fields: object) -> None:
         log.info(
@@ -173,9 +208,9 @@ class RouterService:
             route=decision.route,
             route_source=decision.source,
             scores={r: getattr(decision.scores, r) for r in ROUTES},
-            thresholds=self.thresholds.thresholds.as_dict(),
-            cost_weight=self.thresholds.cost_weight,
-            thresholds_version=self.thresholds.version,
+            thresholds=decision.tuning.record.thresholds.as_dict(),
+            cost_weight=decision.tuning.policy.cost_weight,
+            thresholds_version=decision.tuning.record.version,
             model_version=self.bundle.version,
             **fields,
         )
@@ -185,7 +220,7 @@ class RouterService:
             "route": decision.route,
             "route_source": decision.source,
             "scores": decision.scores,
-            "thresholds_version": self.thresholds.version,
+            "thresholds_version": decision.tuning.record.version,
             "model_version": self.bundle.version,
             "request_id": current_request_id(),
         }

@@ -114,6 +114,12 @@ class BreakerSettings(BaseModel):
     cooldown_seconds: float = Field(15.0, gt=0, description="open time before one probe call is let through")
 
 
+class ThresholdsSettings(BaseModel):
+    dir: Path = Field(Path("var/thresholds"), description="versioned thresholds store; seeded from the bundle's")
+    poll_seconds: float = Field(2.0, gt=0, description="how often a replica checks the store for a newer version")
+    protect_reads: bool = Field(False, description="GET/evaluate/calibrate need the admin key too")
+
+
 class LogSettings(BaseModel):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     format: Literal["auto", "json", "console"] = Field("auto", description="auto = console on a terminal, else JSON")
@@ -131,6 +137,7 @@ class Settings(BaseSettings):
     retrieval: RetrievalSettings = Field(default_factory=RetrievalSettings)
     llm: LLMSettings = Field(default_factory=LLMSettings)
     breaker: BreakerSettings = Field(default_factory=BreakerSettings)
+    thresholds: ThresholdsSettings = Field(default_factory=ThresholdsSettings)
     log: LogSettings = Field(default_factory=LogSettings)
 
     @property

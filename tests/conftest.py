@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,6 +13,8 @@ from models.embedder import SentenceTransformerEmbedder
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Services started by tests keep their thresholds store out of the working tree's var/ (a developer's own store).
+os.environ["ROUTER_THRESHOLDS__DIR"] = tempfile.mkdtemp(prefix="router-test-thresholds-")
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(__file__).resolve().parent / "data"

@@ -1,0 +1,140 @@
+"""Live thresholds over HTTP: read, validate, set, audit, roll back, persist, share between two instances, and
+calibrate to a target mix on replayed traffic."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from router.settings import Settings
+from tests.integration.conftest import LiveService, serve
+
+KEY = "thresholds-admin-key-0123"
+ADMIN = {"Authorization": f"Bearer {KEY}"}
+
+
+def settings(tmp: Path, **thresholds: Any) -> Settings:
+    return Settings(
+        retrieval={"uri": str(tmp / "lancedb")},
+        server={"admin_api_key": KEY},
+        thresholds={"dir": str(tmp / "thresholds"), **thresholds},
+        log={"format": "json"},
+    )
+
+
+@pytest.fixture(scope="module")
+def questions(outcomes_path: Path) -> list[str]:
+    rows = [json.loads(line) for line in outcomes_path.read_text().splitlines()]
+    return [row["question"] for row in rows if row["split"] == "test"][:80]
+
+
+@pytest.fixture
+def live(tmp_path: Path) -> Iterator[LiveService]:
+    with serve(settings(tmp_path)) as service:
+        yield service
+
+
+def put(live: LiveService, body: dict[str, Any], headers: dict[str, str] | None = ADMIN) -> httpx.Response:
+    return httpx.put(f"{live.url}/v1/thresholds", json=body, headers=headers, timeout=30)
+
+
+def replay(live: LiveService, questions: list[str]) -> Counter[str]:
+    with httpx.Client(base_url=live.url, timeout=30) as client:
+        return Counter(client.post("/v1/route", json={"query": q}).json()["route"] for q in questions)
+
+
+VALUES = {"thresholds": {"ft": 0.3, "rag": 0.1, "both": 0.2}, "cost_weight": 0.05, "note": "more ft"}
+
+
+def test_set_is_validated_versioned_live_audited_and_rolled_back(live: LiveService) -> None:
+    first = httpx.get(f"{live.url}/v1/thresholds", timeout=30).json()
+    assert first["version"] == 1 and first["expected"] is None  # no traffic yet
+    assert put(live, VALUES, headers=None).status_code == 401
+    assert put(live, VALUES, headers={"Authorization": "Bearer wrong-key-wrong-key"}).status_code == 401
+    for bad in (
+        {**VALUES, "thresholds": {"ft": 1.5, "rag": 0.1, "both": 0.2}},
+        {**VALUES, "thresholds": {"ft": 0.3, "rag": 0.1}},
+        {**VALUES, "thresholds": {"ft": 0.3, "rag": 0.1, "both": 0.2, "fast": 0.1}},
+        {**VALUES, "cost_weight": -1},
+        {**VALUES, "cost_weight": 11},
+        {"thresholds": VALUES["thresholds"]},
+    ):
+        response = put(live, bad)
+        assert response.status_code == 400, (bad, response.text)
+    changed = put(live, VALUES)
+    assert changed.status_code == 200, changed.text
+    assert changed.json()["version"] == 2 and changed.json()["thresholds"] == VALUES["thresholds"]
+    decision = httpx.post(f"{live.url}/v1/route", json={"query": "who wrote hamlet"}, timeout=30).json()
+    assert decision["thresholds_version"] == 2  # live for the next request, no restart
+    history = httpx.get(f"{live.url}/v1/thresholds/history", timeout=30).json()
+    assert [(h["version"], h["action"]) for h in history] == [(2, "set"), (1, "initial")]
+    assert history[0]["note"] == "more ft" and history[0]["updated_by"].startswith("api (")
+    back = httpx.post(f"{live.url}/v1/thresholds/rollback", json={"version": 1}, headers=ADMIN, timeout=30)
+    assert back.status_code == 200 and back.json()["version"] == 3
+    assert back.json()["thresholds"] == first["thresholds"] and back.json()["cost_weight"] == first["cost_weight"]
+    missing = httpx.post(f"{live.url}/v1/thresholds/rollback", json={"version": 99}, headers=ADMIN, timeout=30)
+    assert missing.status_code == 404
+
+
+def test_changes_persist_across_a_restart(tmp_path: Path) -> None:
+    with serve(settings(tmp_path)) as live:
+        assert put(live, VALUES).json()["version"] == 2
+    with serve(settings(tmp_path)) as live:
+        current = httpx.get(f"{live.url}/v1/thresholds", timeout=30).json()
+        assert current["version"] == 2 and current["thresholds"] == VALUES["thresholds"]
+
+
+def test_concurrent_puts_get_consecutive_versions_and_no_torn_state(live: LiveService) -> None:
+    bodies = [{**VALUES, "cost_weight": round(0.01 * i, 2)} for i in range(1, 9)]
+    results: list[dict[str, Any]] = []
+    threads = [threading.Thread(target=lambda b=b: results.append(put(live, b).json())) for b in bodies]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(r["version"] for r in results) == list(range(2, 10))
+    history = httpx.get(f"{live.url}/v1/thresholds/history", timeout=30).json()
+    assert [h["version"] for h in history] == list(range(9, 0, -1))
+    current = httpx.get(f"{live.url}/v1/thresholds", timeout=30).json()
+    assert current["version"] == 9 and current["cost_weight"] == history[0]["cost_weight"]  # last writer wins
+
+
+def test_two_instances_on_one_store_see_each_others_changes(tmp_path: Path) -> None:
+    with serve(settings(tmp_path, poll_seconds=0.2)) as a, serve(settings(tmp_path, poll_seconds=0.2)) as b:
+        assert put(a, VALUES).json()["version"] == 2
+        deadline = time.monotonic() + 5
+        while httpx.get(f"{b.url}/v1/thresholds", timeout=30).json()["version"] != 2:
+            assert time.monotonic() < deadline, "instance b never saw version 2"
+            time.sleep(0.1)
+        assert httpx.post(f"{b.url}/v1/route", json={"query": "who wrote hamlet"}).json()["thresholds_version"] == 2
+
+
+def test_calibrate_evaluate_apply_and_watch_the_mix(live: LiveService, questions: list[str]) -> None:
+    before = replay(live, questions)
+    target = {"rag": 0.3, "both": 0.1}
+    proposal = httpx.post(f"{live.url}/v1/thresholds/calibrate", json={"target_mix": target}, timeout=60).json()
+    assert proposal["distance"] <= 0.1, proposal
+    assert proposal["expected"]["queries"] == len(questions)
+    whatif = httpx.post(
+        f"{live.url}/v1/thresholds/evaluate",
+        json={"thresholds": proposal["thresholds"], "cost_weight": proposal["cost_weight"]},
+        timeout=60,
+    ).json()
+    assert whatif["proposed"]["mix"] == proposal["expected"]["mix"]
+    assert whatif["current"]["mix"] == {r: round(before[r] / len(questions), 4) for r in ("ft", "rag", "both")}
+    applied = put(live, {"thresholds": proposal["thresholds"], "cost_weight": proposal["cost_weight"]})
+    assert applied.status_code == 200
+    after = replay(live, questions)  # the same traffic again: the live mix is the expected one
+    live_mix = {r: after[r] / len(questions) for r in ("ft", "rag", "both")}
+    wanted = {"ft": 0.6, "rag": 0.3, "both": 0.1}
+    assert sum(abs(live_mix[r] - wanted[r]) for r in wanted) <= 0.1, live_mix
+    bad = httpx.post(f"{live.url}/v1/thresholds/calibrate", json={"target_mix": {"fast": 1.0}}, timeout=60)
+    assert bad.status_code == 400 and "unknown routes" in bad.text
