@@ -88,8 +88,12 @@ def handle_router(_: Request[Any, Any, Any], exc: RouterError) -> Response[dict[
     return problem(exc.status_code, str(exc))
 
 
+def backend_status(exc: BackendError) -> int:
+    return next(code for kind, code in BACKEND_STATUS.items() if isinstance(exc, kind))
+
+
 def handle_backend(_: Request[Any, Any, Any], exc: BackendError) -> Response[dict[str, Any]]:
-    status = next(code for kind, code in BACKEND_STATUS.items() if isinstance(exc, kind))
+    status = backend_status(exc)
     log.warning("backend_failed", backend=exc.backend, error=type(exc).__name__, detail=str(exc))
     return problem(status, f"{exc.backend} backend failed: {exc}", backend=exc.backend)
 

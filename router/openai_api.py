@@ -27,7 +27,7 @@ from backends.generators import ChatOptions
 from backends.vllm import ChatMessage
 from models.routes import ROUTES, Route
 from router.api import SSE_HEADERS, EventStream
-from router.errors import BACKEND_STATUS, InvalidQuery, NoAnswer, RouterError
+from router.errors import InvalidQuery, NoAnswer, RouterError, backend_status
 from router.logs import current_request_id
 from router.openai_schemas import (
     AssistantMessage,
@@ -178,8 +178,7 @@ def _router(_: Request[Any, Any, Any], exc: RouterError) -> Response[dict[str, A
 
 
 def _backend(_: Request[Any, Any, Any], exc: BackendError) -> Response[dict[str, Any]]:
-    status = next(code for kind, code in BACKEND_STATUS.items() if isinstance(exc, kind))
-    return openai_error(status, f"{exc.backend} backend failed: {exc}")
+    return openai_error(backend_status(exc), f"{exc.backend} backend failed: {exc}")
 
 
 class OpenAIController(Controller):

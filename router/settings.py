@@ -14,6 +14,7 @@ from pydantic import BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from models.bundle import default_bundle_dir
+from router.schemas import RouteName, StepName
 
 
 class ServerSettings(BaseModel):
@@ -56,8 +57,6 @@ class RetrievalSettings(BaseModel):
     queue_timeout: float = Field(0.5, ge=0, description="seconds a search waits for a slot before failing over")
 
 
-RouteName = Literal["ft", "rag", "both"]
-StepName = Literal["ft", "rag", "both", "extractive"]
 DEFAULT_FALLBACKS: dict[RouteName, list[StepName]] = {
     "ft": ["both", "rag", "extractive"],
     "both": ["rag", "ft", "extractive"],

@@ -13,18 +13,15 @@ connection use a closed port and ``delay`` instead.
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import anyio
 import httpx
-import uvicorn
 
 from tests.fakes.vllm import FakeVLLM
-from tests.integration.conftest import free_port
+from tests.integration.conftest import running
 
 
 class _Dropped(Exception):
@@ -91,18 +88,5 @@ class FakeVLLMApp:
 @contextmanager
 def fake_vllm_server(fake: FakeVLLM) -> Iterator[str]:
     """Serves ``fake`` on 127.0.0.1 and yields its OpenAI base URL (``http://127.0.0.1:PORT/v1``)."""
-    port = free_port()
-    config = uvicorn.Config(FakeVLLMApp(fake), host="127.0.0.1", port=port, log_config=None, access_log=False)
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("fake vLLM server did not start")
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}/v1"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
+    with running(FakeVLLMApp(fake), timeout=10) as url:
+        yield f"{url}/v1"

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -60,6 +61,25 @@ def ingest_corpus(settings: Settings, embedder, corpus: Path) -> None:
 
 
 @contextmanager
+def running(app: Any, timeout: float = 60) -> Iterator[str]:
+    """Serves an ASGI ``app`` with uvicorn in a thread on a free loopback port; yields its base URL."""
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + timeout
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError(f"{type(app).__name__} did not start")
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+
+
+@contextmanager
 def serve(settings: Settings) -> Iterator[LiveService]:
     """Runs the app in a uvicorn thread until the generator is closed; JSON log lines are captured."""
     app = create_app(settings)  # configures logging: replaces the root handlers, those of running servers too
@@ -69,23 +89,29 @@ def serve(settings: Settings) -> Iterator[LiveService]:
     _captures.append(capture)
     for handler in _captures:
         logging.getLogger().addHandler(handler)
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("service did not start")
-        time.sleep(0.05)
     try:
-        yield LiveService(url=url, settings=settings, log=log)
+        with running(app) as url:
+            yield LiveService(url=url, settings=settings, log=log)
     finally:
-        server.should_exit = True
-        thread.join(timeout=30)
         logging.getLogger().removeHandler(capture)
         _captures.remove(capture)
+
+
+def sse_events(text: str) -> list[tuple[str, Any]]:
+    """``(event, data)`` pairs of a named-event SSE body (one JSON ``data:`` line per event)."""
+    events = []
+    for block in text.strip().split("\n\n"):
+        fields = dict(line.split(": ", 1) for line in block.splitlines())
+        events.append((fields["event"], json.loads(fields["data"])))
+    return events
+
+
+@pytest.fixture(scope="session")
+def corpus_uri(tmp_path_factory: pytest.TempPathFactory, embedder, corpus_dir: Path) -> str:
+    """A LanceDB directory holding the ingested sample corpus, for tests that only read it."""
+    uri = str(tmp_path_factory.mktemp("lancedb-corpus"))
+    ingest_corpus(Settings(retrieval={"uri": uri}), embedder, corpus_dir)
+    return uri
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,6 @@ import json
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -19,7 +18,7 @@ import pytest
 from router.settings import Settings
 from tests.fakes.vllm import FakeVLLM
 from tests.fakes.vllm_server import fake_vllm_server
-from tests.integration.conftest import LiveService, ingest_corpus, serve
+from tests.integration.conftest import LiveService, serve, sse_events
 
 QUESTION = "How do I serve several LoRA adapters with vLLM?"
 LLM = {
@@ -33,10 +32,8 @@ LLM = {
 
 
 @pytest.fixture(scope="module")
-def lancedb_uri(tmp_path_factory: pytest.TempPathFactory, embedder, corpus_dir: Path) -> str:
-    uri = str(tmp_path_factory.mktemp("lancedb-faults"))
-    ingest_corpus(Settings(retrieval={"uri": uri}), embedder, corpus_dir)
-    return uri
+def lancedb_uri(corpus_uri: str) -> str:
+    return corpus_uri
 
 
 @pytest.fixture(scope="module")
@@ -162,21 +159,13 @@ def test_every_step_failing_is_a_503_listing_each_failure(fake_url: str, lancedb
         assert record["answered_by"] is None and len(record["failures"]) == 2
 
 
-def sse_events(response: httpx.Response) -> list[tuple[str, Any]]:
-    events = []
-    for block in response.text.strip().split("\n\n"):
-        lines = dict(line.split(": ", 1) for line in block.splitlines())
-        events.append((lines["event"], json.loads(lines["data"])))
-    return events
-
-
 def stream(service: LiveService, route: str) -> list[tuple[str, Any]]:
     body = {"query": QUESTION, "route": route, "stream": True}
     with httpx.stream("POST", f"{service.url}/v1/query", json=body, timeout=30) as response:
         assert response.status_code == 200
         assert response.headers["content-type"].startswith("text/event-stream")
         response.read()
-    return sse_events(response)
+    return sse_events(response.text)
 
 
 def test_stream_sends_the_decision_first_then_the_answer(service: LiveService, fake: FakeVLLM) -> None:

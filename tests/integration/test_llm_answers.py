@@ -10,14 +10,12 @@ import httpx
 import pytest
 
 from router.settings import Settings
-from tests.integration.conftest import LiveService, free_port, ingest_corpus, serve
+from tests.integration.conftest import LiveService, free_port, serve, sse_events
 
 
 @pytest.fixture(scope="module")
-def lancedb_uri(tmp_path_factory: pytest.TempPathFactory, embedder, corpus_dir: Path) -> str:
-    uri = str(tmp_path_factory.mktemp("lancedb-llm"))
-    ingest_corpus(Settings(retrieval={"uri": uri}), embedder, corpus_dir)
-    return uri
+def lancedb_uri(corpus_uri: str) -> str:
+    return corpus_uri
 
 
 @pytest.fixture(scope="module")
@@ -122,10 +120,7 @@ def test_query_streams_from_the_real_server(llm_service: LiveService, route: str
     body = {"query": "What is LoRA?", "route": route, "stream": True}
     with httpx.stream("POST", f"{llm_service.url}/v1/query", json=body, timeout=60) as response:
         assert response.status_code == 200 and response.headers["content-type"].startswith("text/event-stream")
-        blocks = response.read().decode().strip().split("\n\n")
-    events = [
-        (b.split("\n")[0].removeprefix("event: "), json.loads(b.split("\n")[1].removeprefix("data: "))) for b in blocks
-    ]
+        events = sse_events(response.read().decode())
     names = [name for name, _ in events]
     assert names[0] == "decision" and names[1] == "answer" and names[-1] == "done" and "error" not in names
     assert events[1][1]["model"] == model and events[1][1]["fallback"] is None

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import openai
@@ -14,7 +13,7 @@ import pytest
 from router.settings import Settings
 from tests.fakes.vllm import FakeVLLM
 from tests.fakes.vllm_server import fake_vllm_server
-from tests.integration.conftest import LiveService, ingest_corpus, serve
+from tests.integration.conftest import LiveService, serve
 
 QUESTION = "How do I serve several LoRA adapters with vLLM?"
 
@@ -25,14 +24,10 @@ def fake() -> FakeVLLM:
 
 
 @pytest.fixture(scope="module")
-def service(
-    tmp_path_factory: pytest.TempPathFactory, embedder, corpus_dir: Path, fake: FakeVLLM
-) -> Iterator[LiveService]:
-    uri = str(tmp_path_factory.mktemp("lancedb-openai"))
-    ingest_corpus(Settings(retrieval={"uri": uri}), embedder, corpus_dir)
+def service(corpus_uri: str, fake: FakeVLLM) -> Iterator[LiveService]:
     with fake_vllm_server(fake) as url:
         llm = {"base_url": url, "base_model": "base-model", "ft_model": "support-ft", "retry_attempts": 1}
-        with serve(Settings(retrieval={"uri": uri}, llm=llm, log={"format": "json"})) as live:
+        with serve(Settings(retrieval={"uri": corpus_uri}, llm=llm, log={"format": "json"})) as live:
             yield live
 
 
