@@ -18,6 +18,7 @@ import json
 import os
 import platform
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import metadata
@@ -192,7 +193,11 @@ class ThresholdsRecord:
 
 
 def load_thresholds(path: Path) -> ThresholdsRecord:
-    document = _read_json(path)
+    return parse_thresholds(_read_json(path), str(path))
+
+
+def parse_thresholds(document: Mapping[str, Any], source: str) -> ThresholdsRecord:
+    """A thresholds record from its JSON object; ``source`` names where it came from in the error."""
     try:
         record = ThresholdsRecord(
             thresholds=Thresholds.from_mapping(document["thresholds"]),
@@ -202,6 +207,6 @@ def load_thresholds(path: Path) -> ThresholdsRecord:
             updated_by=str(document.get("updated_by", "")),
         )
         Policy(record.thresholds, record.cost_weight)  # validates the knob's range
-    except (KeyError, TypeError, ValueError) as exc:
-        raise BundleError(f"{path}: invalid thresholds ({exc})") from exc
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise BundleError(f"{source}: invalid thresholds ({exc})") from exc
     return record

@@ -15,7 +15,7 @@ from litestar.response import Stream
 
 from router.resources import check_models
 from router.schemas import Health, QueryRequest, QueryResponse, Readiness, RouteRequest, RouteResponse
-from router.service import RouterService
+from router.service import Ask, RouterService
 
 READY_TIMEOUT_S = 2.0
 
@@ -26,7 +26,7 @@ class RoutingController(Controller):
 
     @post("/route", status_code=200, summary="Decide a route (no generation)")
     async def route(self, data: JSONBody[RouteRequest], service: NamedDependency[RouterService]) -> RouteResponse:
-        return await service.route(data.query)
+        return await service.route(data.query, data.cost_weight)
 
     @post(
         "/query",
@@ -37,10 +37,10 @@ class RoutingController(Controller):
     async def query(
         self, data: JSONBody[QueryRequest], service: NamedDependency[RouterService]
     ) -> QueryResponse | EventStream:
+        ask = Ask(data.query, data.top_k, data.route, data.cost_weight, data.retrieval)
         if data.stream:
-            events = await service.query_stream(data.query, data.top_k, data.route, data.retrieval)
-            return EventStream(sse(events), headers=SSE_HEADERS)
-        return await service.query(data.query, data.top_k, data.route, data.retrieval)
+            return EventStream(sse(await service.query_stream(ask)), headers=SSE_HEADERS)
+        return await service.query(ask)
 
 
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}

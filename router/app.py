@@ -24,6 +24,7 @@ from router.openai_api import OpenAIController
 from router.resources import ConfigurationError, open_service
 from router.service import RouterService
 from router.settings import Settings, get_settings
+from router.thresholds import ThresholdsStoreError
 from router.thresholds_api import ThresholdsController
 
 log = structlog.get_logger("router.app")
@@ -39,7 +40,7 @@ async def lifespan(app: Litestar) -> AsyncIterator[None]:
     stack = AsyncExitStack()
     try:
         service = await stack.enter_async_context(open_service(app.state.settings))
-    except (BundleError, ConfigurationError, BackendError) as exc:
+    except (BundleError, ConfigurationError, BackendError, ThresholdsStoreError) as exc:
         log.error("service_refused", reason=str(exc), error=type(exc).__name__)  # one line naming what is wrong
         raise
     async with stack, anyio.create_task_group() as tasks:

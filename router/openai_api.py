@@ -38,10 +38,11 @@ from router.openai_schemas import (
     ModelCard,
     ModelList,
     RouterInfo,
+    RouterOptions,
     chunk,
 )
 from router.schemas import AnswerStart, QueryResponse, RouteResponse
-from router.service import RouterService
+from router.service import Ask, RouterService
 
 ROUTER_MODELS = ("router", "auto")
 
@@ -104,6 +105,8 @@ def router_info(decision: RouteResponse, answer: AnswerStart) -> RouterInfo:
         sources=answer.sources,
         model_version=decision.model_version,
         thresholds_version=decision.thresholds_version,
+        cost_weight=decision.cost_weight,
+        knob_source=decision.knob_source,
         request_id=decision.request_id,
     )
 
@@ -203,9 +206,8 @@ class OpenAIController(Controller):
     ) -> ChatCompletion | EventStream:
         route = route_for_model(data.model, state)
         question, options = conversation(data)
-        top_k = data.router.top_k if data.router else None
-        retrieval = data.router.retrieval if data.router else None
+        extra = data.router or RouterOptions()
+        ask = Ask(question, extra.top_k, route, extra.cost_weight, extra.retrieval, options)
         if data.stream:
-            events = await service.query_stream(question, top_k, route, retrieval, options)
-            return EventStream(chunks(events), headers=SSE_HEADERS)
-        return completion(await service.query(question, top_k, route, retrieval, options))
+            return EventStream(chunks(await service.query_stream(ask)), headers=SSE_HEADERS)
+        return completion(await service.query(ask))

@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
-from router.schemas import Fallback, RetrievalOptions, Scores, Source, StepName
+from router.schemas import Fallback, Knob, KnobSource, RetrievalOptions, Scores, Source, StepName
 
 Role = Literal["system", "developer", "user", "assistant", "tool"]
 
@@ -48,6 +48,8 @@ class RouterOptions(OpenAIRequest):
     """The router's own request options, sent as the extra field ``router`` (``extra_body`` in the openai client)."""
 
     top_k: Annotated[int, msgspec.Meta(ge=1, le=50)] | None = None
+    cost_weight: Knob | None = None
+    """This request's own knob instead of the live one (within ``thresholds.request_knob_range``)."""
     retrieval: RetrievalOptions | None = None
 
 
@@ -80,6 +82,8 @@ class RouterInfo(msgspec.Struct, frozen=True):
     sources: list[Source]
     model_version: str
     thresholds_version: int
+    cost_weight: float
+    knob_source: KnobSource
     request_id: str
 
 

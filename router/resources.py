@@ -119,8 +119,11 @@ async def check_models(llm: ChatGenerator) -> str:
 @asynccontextmanager
 async def open_service(settings: Settings) -> AsyncIterator[RouterService]:
     bundle = load_bundle(settings.model.bundle_dir)
-    thresholds_store = ThresholdsStore.open(settings.thresholds.dir, settings.thresholds_path, bundle.version)
-    thresholds = thresholds_store.current()
+    cfg = settings.thresholds
+    thresholds_store = await anyio.to_thread.run_sync(
+        lambda: ThresholdsStore.open(cfg.uri, settings.thresholds_path, bundle.version, cfg.storage_options)
+    )
+    thresholds = await anyio.to_thread.run_sync(thresholds_store.current)
     embedder = await load_embedder(settings)
     expected = bundle.manifest["embedder"]
     if embedder.dimension != expected["dimension"]:
@@ -155,4 +158,5 @@ async def open_service(settings: Settings) -> AsyncIterator[RouterService]:
             max_query_chars=settings.server.max_query_chars,
             default_top_k=settings.retrieval.top_k,
             search_mode=settings.retrieval.mode,
+            knob_range=settings.thresholds.request_knob_range,
         )

@@ -6,10 +6,16 @@ from typing import Annotated, Literal
 
 import msgspec
 
+from models.policy import MAX_COST_WEIGHT
+
 RouteName = Literal["ft", "rag", "both"]
 StepName = Literal["ft", "rag", "both", "extractive"]
 """What can answer: a route, or the extractive generator (retrieved sentences, no LLM) as the last resort."""
 RouteSource = Literal["policy", "request"]
+KnobSource = Literal["live", "request"]
+"""Where a decision's ``cost_weight`` came from: the live thresholds record, or the request."""
+Knob = Annotated[float, msgspec.Meta(ge=0, le=MAX_COST_WEIGHT)]
+"""The policy's ``cost_weight``: success probability given up per retrieval call."""
 GeneratorName = Literal["llm", "extractive"]
 SearchModeName = Literal["vector", "text", "hybrid"]
 FilterValue = str | list[str]
@@ -25,6 +31,8 @@ class Value(msgspec.Struct, frozen=True):
 
 class RouteRequest(Request):
     query: str
+    cost_weight: Knob | None = None
+    """This request's own knob instead of the live one (within ``thresholds.request_knob_range``)."""
 
 
 class Filters(Request):
@@ -48,6 +56,8 @@ class QueryRequest(Request):
     query: str
     top_k: Annotated[int, msgspec.Meta(ge=1, le=50)] | None = None
     route: RouteName | None = None
+    cost_weight: Knob | None = None
+    """This request's own knob instead of the live one (within ``thresholds.request_knob_range``)."""
     stream: bool = False
     """Server-sent events: ``decision`` first, then ``answer`` (who answers, sources), ``delta``... and ``done``."""
     retrieval: RetrievalOptions | None = None
@@ -66,6 +76,8 @@ class RouteResponse(Value, frozen=True):
     route_source: RouteSource
     scores: Scores
     thresholds_version: int
+    cost_weight: float
+    knob_source: KnobSource
     model_version: str
     request_id: str
 

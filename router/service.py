@@ -16,7 +16,7 @@ import time
 from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import aclosing
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
 import anyio
@@ -37,15 +37,16 @@ from backends.errors import (
 from backends.generators import NO_OPTIONS, ChatGenerator, ChatOptions, ExtractiveGenerator, Generation
 from backends.lancedb import DocumentStore, Passage, SearchMode, filter_predicate
 from backends.protection import Guard
-from models.bundle import Bundle, BundleError, ThresholdsRecord
+from models.bundle import Bundle, ThresholdsRecord
 from models.embedder import Embedder
-from models.policy import Policy, decide
+from models.policy import MAX_COST_WEIGHT, Policy, decide
 from models.routes import ROUTES, Route
 from router.errors import InvalidQuery, NoAnswer
 from router.logs import current_request_id
 from router.schemas import (
     AnswerStart,
     Fallback,
+    KnobSource,
     QueryResponse,
     RetrievalOptions,
     RouteResponse,
@@ -57,7 +58,7 @@ from router.schemas import (
     Timings,
     Usage,
 )
-from router.thresholds import ThresholdsStore
+from router.thresholds import ThresholdsStore, ThresholdsStoreError
 
 log = structlog.get_logger("router.decision")
 T = TypeVar("T")
@@ -109,6 +110,21 @@ class Decision:
     embed_ms: float
     classify_ms: float
     tuning: Tuning
+    """The thresholds and knob this request was decided with (the knob may be the request's own)."""
+    knob_source: KnobSource
+
+
+@dataclass(frozen=True)
+class Ask:
+    """One question and what its caller asked for besides: a forced route, its own knob, retrieval and LLM
+    options."""
+
+    query: str
+    top_k: int | None = None
+    route: Route | None = None
+    cost_weight: float | None = None
+    retrieval: RetrievalOptions | None = None
+    chat: ChatOptions = NO_OPTIONS
 
 
 @dataclass(frozen=True)
@@ -162,6 +178,10 @@ class RouterService:
     search_mode: SearchMode = "vector"
     recent: deque[tuple[float, float, float]] = field(default_factory=lambda: deque(maxlen=10_000))
     """Scores of the latest decisions (this process), for what-if evaluation and calibration on traffic."""
+    knob_range: tuple[float, float] | None = (0.0, MAX_COST_WEIGHT)
+    """Bounds of a request's own ``cost_weight``; None refuses it."""
+    _skipped_version: int = 0
+    """The newest store version last found set for another bundle (logged once, not applied)."""
 
     def retune(self, record: ThresholdsRecord) -> None:
         """Makes ``record`` the live thresholds for every request decided from now on."""
@@ -172,14 +192,26 @@ class RouterService:
 
     def refresh_thresholds(self) -> bool:
         """Picks up a newer version from the store (written by any replica); returns whether one was applied.
-        An unreadable store keeps the last good version."""
+        An unreadable store keeps the last good version, and a version set for another bundle (a rolling upgrade
+        in progress) is not applied."""
         try:
-            if self.thresholds_store.version() <= self.tuning.record.version:
+            newest = self.thresholds_store.version()
+            if newest <= self.tuning.record.version or newest == self._skipped_version:
                 return False
-            self.retune(self.thresholds_store.current())
-        except BundleError as exc:
+            entry = self.thresholds_store.latest()
+        except ThresholdsStoreError as exc:
             log.warning("thresholds_refresh_failed", error=str(exc))
             return False
+        if entry.model_version != self.bundle.version:
+            log.warning(
+                "thresholds_for_other_model",
+                version=entry.record.version,
+                model_version=entry.model_version,
+                ours=self.bundle.version,
+            )
+            self._skipped_version = entry.record.version
+            return False
+        self.retune(entry.record)
         return True
 
     def _clean(self, query: str) -> str:
@@ -190,17 +222,29 @@ class RouterService:
             raise InvalidQuery(f"query is {len(text)} characters; the limit is {self.max_query_chars}")
         return text
 
-    async def _decide(self, query: str, forced: Route | None) -> Decision:
+    def _tuning_for(self, cost_weight: float | None) -> tuple[Tuning, KnobSource]:
+        """The live tuning, or a copy with the request's own knob when it is within ``knob_range``."""
+        tuning = self.tuning
+        if cost_weight is None:
+            return tuning, "live"
+        if self.knob_range is None:
+            raise InvalidQuery("this service does not take a per-request cost_weight (thresholds.request_knob_range)")
+        low, high = self.knob_range
+        if not low <= cost_weight <= high:
+            raise InvalidQuery(f"cost_weight {cost_weight:g} is outside the allowed range [{low:g}, {high:g}]")
+        return replace(tuning, policy=replace(tuning.policy, cost_weight=cost_weight)), "request"
+
+    async def _decide(self, query: str, forced: Route | None, cost_weight: float | None) -> Decision:
+        tuning, knob_source = self._tuning_for(cost_weight)
         start = time.perf_counter()
         vectors = await anyio.to_thread.run_sync(self.embedder.encode, [query], limiter=self.limiter)
         embed_ms, start = _ms(start), time.perf_counter()
         probabilities = self.bundle.classifier.predict_proba(vectors, [query])[0]
         scores: dict[str, float] = {route: round(float(p), 4) for route, p in zip(ROUTES, probabilities, strict=True)}
-        tuning = self.tuning
         route = forced or decide(scores, tuning.policy)
         source: RouteSource = "request" if forced else "policy"
         self.recent.append((scores["ft"], scores["rag"], scores["both"]))
-        return Decision(route, source, Scores(**scores), vectors[0], embed_ms, _ms(start), tuning)
+        return Decision(route, source, Scores(**scores), vectors[0], embed_ms, _ms(start), tuning, knob_source)
 
     def _record(self, decision: Decision, **fields: object) -> None:
         log.info(
@@ -210,6 +254,7 @@ class RouterService:
             scores={r: getattr(decision.scores, r) for r in ROUTES},
             thresholds=decision.tuning.record.thresholds.as_dict(),
             cost_weight=decision.tuning.policy.cost_weight,
+            knob_source=decision.knob_source,
             thresholds_version=decision.tuning.record.version,
             model_version=self.bundle.version,
             **fields,
@@ -221,13 +266,15 @@ class RouterService:
             "route_source": decision.source,
             "scores": decision.scores,
             "thresholds_version": decision.tuning.record.version,
+            "cost_weight": decision.tuning.policy.cost_weight,
+            "knob_source": decision.knob_source,
             "model_version": self.bundle.version,
             "request_id": current_request_id(),
         }
 
-    async def route(self, query: str) -> RouteResponse:
+    async def route(self, query: str, cost_weight: float | None = None) -> RouteResponse:
         start = time.perf_counter()
-        decision = await self._decide(self._clean(query), None)
+        decision = await self._decide(self._clean(query), None, cost_weight)
         timings = {"embed": decision.embed_ms, "classify": decision.classify_ms, "total": _ms(start)}
         self._record(decision, timings_ms=timings)
         return RouteResponse(**self._decision_fields(decision))
@@ -334,27 +381,20 @@ class RouterService:
             timings_ms={f: getattr(timings, f) for f in Timings.__struct_fields__},
         )
 
-    async def _begin(
-        self, query: str, top_k: int | None, route: Route | None, options: RetrievalOptions | None, chat: ChatOptions
-    ) -> Walk:
-        text = self._clean(query)
+    async def _begin(self, ask: Ask) -> Walk:
+        text = self._clean(ask.query)
+        options = ask.retrieval
         if options and options.filters:
             try:
                 filter_predicate(options.filters.as_dict())
             except ValueError as exc:  # for example an empty list of values
                 raise InvalidQuery(str(exc)) from exc
-        return Walk(text, await self._decide(text, route), top_k or self.default_top_k, options, chat)
+        decision = await self._decide(text, ask.route, ask.cost_weight)
+        return Walk(text, decision, ask.top_k or self.default_top_k, options, ask.chat)
 
-    async def query(
-        self,
-        query: str,
-        top_k: int | None,
-        route: Route | None,
-        options: RetrievalOptions | None = None,
-        chat: ChatOptions = NO_OPTIONS,
-    ) -> QueryResponse:
+    async def query(self, ask: Ask) -> QueryResponse:
         start = time.perf_counter()
-        walk = await self._begin(query, top_k, route, options, chat)
+        walk = await self._begin(ask)
         mark = time.perf_counter()
         try:
             step, generation = await self._walk(walk, lambda s, p: self._generate(walk, s, p))
@@ -382,18 +422,11 @@ class RouterService:
         decision, generate = walk.decision, _ms(answer_start) - walk.retrieve_ms
         return Timings(decision.embed_ms, decision.classify_ms, walk.retrieve_ms, round(generate, 2), _ms(start))
 
-    async def query_stream(
-        self,
-        query: str,
-        top_k: int | None,
-        route: Route | None,
-        options: RetrievalOptions | None = None,
-        chat: ChatOptions = NO_OPTIONS,
-    ) -> AsyncIterator[tuple[str, Any]]:
+    async def query_stream(self, ask: Ask) -> AsyncIterator[tuple[str, Any]]:
         """Decides now (so bad input fails as a plain 400), then returns the events: ``decision``, ``answer``,
         ``delta``..., ``done``; or ``error`` (a problem body) when no step can answer or the answer breaks off."""
         start = time.perf_counter()
-        walk = await self._begin(query, top_k, route, options, chat)
+        walk = await self._begin(ask)
         return self._events(walk, start)
 
     async def _events(self, walk: Walk, start: float) -> AsyncIterator[tuple[str, Any]]:

@@ -14,6 +14,7 @@ from pydantic import BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from models.bundle import default_bundle_dir
+from models.policy import MAX_COST_WEIGHT
 from router.schemas import RouteName, StepName
 
 
@@ -114,9 +115,28 @@ class BreakerSettings(BaseModel):
 
 
 class ThresholdsSettings(BaseModel):
-    dir: Path = Field(Path("var/thresholds"), description="versioned thresholds store; seeded from the bundle's")
+    uri: str = Field(
+        "var/thresholds",
+        description="versioned thresholds store shared by replicas: a local directory or s3://bucket/prefix "
+        "(also gs://, az://); seeded from the bundle's thresholds",
+    )
+    storage_options: dict[str, str] = Field(
+        default_factory=dict, description="object-store options, as retrieval.storage_options (JSON)"
+    )
     poll_seconds: float = Field(2.0, gt=0, description="how often a replica checks the store for a newer version")
     protect_reads: bool = Field(False, description="GET/evaluate/calibrate need the admin key too")
+    request_knob_range: tuple[float, float] | None = Field(
+        (0.0, MAX_COST_WEIGHT),
+        description="bounds of a request's own cost_weight (JSON [low, high]); None (null) refuses it",
+    )
+
+    @model_validator(mode="after")
+    def _range_ordered(self) -> ThresholdsSettings:
+        if self.request_knob_range is not None:
+            low, high = self.request_knob_range
+            if not 0.0 <= low <= high <= MAX_COST_WEIGHT:
+                raise ValueError(f"thresholds.request_knob_range must satisfy 0 <= low <= high <= {MAX_COST_WEIGHT:g}")
+        return self
 
 
 class LogSettings(BaseModel):

@@ -1,32 +1,58 @@
 """The versioned thresholds store: the live policy's thresholds and knob, every version kept as the audit trail.
 
-Layout of the store directory (``thresholds.dir``)::
+It lives in a local directory (the embedded default) or under an object-storage URL (``s3://bucket/prefix``,
+``gs://``, ``az://``) that every replica shares; both go through the same code (``obstore``)::
 
     versions/000001.json ...   one immutable record per version: thresholds, cost_weight, version, updated_at,
-                               updated_by, action ("initial", "set", "rollback to N"), note
-    current.json               a copy of the newest record: what replicas poll
+                               updated_by, action ("initial", "set", "rollback to N"), note, model_version
+    current.json               a hint: the newest version some writer saw (what a poll reads first)
 
-A change takes an exclusive lock (``.lock``, ``fcntl.flock``), reads the newest version N, writes version N+1 and
-then ``current.json``, each by writing a temporary file and renaming it (``models.bundle.atomic_write``): a crash at
-any point leaves either the old or the new record, never a torn one, and two concurrent writers get consecutive
-versions (the last one to take the lock wins). Versions only grow; a rollback writes the old values as a new version.
+How concurrent writers stay safe without a lock: a new version is written with a *conditional create* (S3
+``If-None-Match: *``; a no-clobber link on a local disk), so of two writers racing for version N+1 exactly one
+succeeds; the other re-reads and takes N+2. Versions are therefore contiguous and never overwritten, and the newest
+version is the live one (last writer wins, with a version number both agree on). ``current.json`` is overwritten
+after each write and may lag when writers race, so readers start from it and step forward while the next version
+exists. Every object is written whole (a staged file renamed into place on disk; a single PUT on object storage):
+a crash leaves the old or the new record, never a torn one.
 
-The lock is a local file lock: replicas sharing the directory over a network filesystem need one that honours
-``flock``. Object storage is not supported yet (see the README).
+Thresholds mean something only for the model whose probabilities they cut, so each version names its bundle
+(``model_version``). A store whose newest version was set for another bundle is re-seeded from this bundle's
+thresholds when a replica opens it; while replicas of two bundles run side by side (a rolling upgrade), each
+applies only the versions written for its own bundle.
 """
 
 from __future__ import annotations
 
-import fcntl
 import json
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Mapping
+from contextlib import suppress
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from models.bundle import BundleError, ThresholdsRecord, atomic_write, load_thresholds
+import obstore
+from obstore.exceptions import AlreadyExistsError, BaseError, NotFoundError
+from obstore.store import LocalStore, from_url
+
+from models.bundle import BundleError, ThresholdsRecord, load_thresholds, parse_thresholds
 from models.policy import Thresholds
+
+if TYPE_CHECKING:
+    from obstore.store import ClientConfig, ObjectStore
+
+CURRENT = "current.json"
+WRITE_ATTEMPTS = 50
+"""Conditional creates tried before a write gives up (each loss means another writer just won a version)."""
+CLIENT_OPTIONS = {
+    "allow_http", "allow_invalid_certificates", "connect_timeout", "default_content_type", "http1_only",
+    "http2_only", "pool_idle_timeout", "pool_max_idle_per_host", "proxy_url", "timeout", "user_agent",
+}  # fmt: skip
+"""Keys of ``storage_options`` that configure the HTTP client; the rest configure the store (``aws_*``, ...)."""
+
+
+class ThresholdsStoreError(RuntimeError):
+    """The store cannot be read or written (unreachable, denied, or a record is broken)."""
 
 
 @dataclass(frozen=True)
@@ -48,91 +74,153 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
+def _key(version: int) -> str:
+    return f"versions/{version:06d}.json"
+
+
+def open_object_store(uri: str, storage_options: Mapping[str, str]) -> ObjectStore:
+    """A local directory (created if missing) or an object-storage URL, with LanceDB-style ``storage_options``
+    (``aws_endpoint``, ``aws_access_key_id``, ``allow_http``, ...); credentials may also come from the usual
+    environment variables (``AWS_*``, ...)."""
+    if "://" not in uri or uri.startswith("file://"):
+        return LocalStore(Path(uri.removeprefix("file://")).resolve(), mkdir=True)
+    client: dict[str, Any] = {}
+    config: dict[str, str] = {}
+    for key, value in storage_options.items():
+        if key in CLIENT_OPTIONS:
+            client[key] = value.lower() == "true" if key.startswith(("allow_", "http")) else value
+        else:
+            config[key] = value
+    options: ClientConfig = client  # type: ignore[assignment]
+    return from_url(uri, config=config or None, client_options=options or None)  # type: ignore[arg-type]
+
+
 class ThresholdsStore:
-    def __init__(self, directory: Path, model_version: str) -> None:
-        self.directory = directory
+    def __init__(self, store: ObjectStore, where: str, model_version: str) -> None:
+        self.store = store
+        self.where = where
         self.model_version = model_version
-        self._versions = directory / "versions"
 
     @classmethod
-    def open(cls, directory: Path, initial: Path, model_version: str) -> ThresholdsStore:
-        """Opens the store. When it is empty, or its thresholds were set for another bundle (probabilities from
-        another model mean something else), the record in ``initial`` (the bundle's thresholds) becomes the next
-        version."""
-        store = cls(directory, model_version)
-        with store._locked():
-            if not store._version_files():
-                seed = load_thresholds(initial)
-                store._write(AuditedRecord(seed, "initial", f"from {initial}", model_version))
-            elif store._current_model() != model_version:
-                seed = load_thresholds(initial)
-                record = replace(seed, version=store.version() + 1, updated_at=_now(), updated_by="router")
-                store._write(
-                    AuditedRecord(record, "initial", f"new model {model_version}, from {initial}", model_version)
-                )
-        store.current()  # refuse a broken store at start, naming the file
+    def open(
+        cls, uri: str, initial: Path, model_version: str, storage_options: Mapping[str, str] | None = None
+    ) -> ThresholdsStore:
+        """Opens the store. When it is empty, or its newest thresholds were set for another bundle, the record in
+        ``initial`` (the bundle's thresholds) becomes the next version. Raises :class:`ThresholdsStoreError` naming
+        the store when it cannot be reached or its newest record is broken."""
+        try:
+            store = cls(open_object_store(uri, storage_options or {}), uri, model_version)
+        except (BaseError, OSError, ValueError) as exc:
+            raise ThresholdsStoreError(f"{uri}: cannot open the thresholds store ({exc})") from exc
+        seed = load_thresholds(initial)
+        newest = store.version()
+        if newest == 0:
+            store._create(AuditedRecord(replace(seed, version=1), "initial", f"from {initial}", model_version))
+        elif store.latest().model_version != model_version:
+            store.apply(
+                seed.thresholds,
+                seed.cost_weight,
+                by="router",
+                action="initial",
+                note=f"new model {model_version}, from {initial}",
+            )
+        store.latest()  # refuse a broken store at start, naming the record
         return store
 
-    def _current_model(self) -> str:
-        return str(json.loads((self.directory / "current.json").read_bytes()).get("model_version", ""))
+    def _read(self, key: str) -> dict[str, Any]:
+        try:
+            raw = bytes(obstore.get(self.store, key).bytes())
+        except (FileNotFoundError, NotFoundError) as exc:  # a local store raises the first, S3 the second
+            raise FileNotFoundError(key) from exc
+        except (BaseError, OSError) as exc:
+            raise ThresholdsStoreError(f"{self.where}/{key}: cannot read ({exc})") from exc
+        try:
+            document = json.loads(raw)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise ThresholdsStoreError(f"{self.where}/{key}: not valid JSON ({exc})") from exc
+        if not isinstance(document, dict):
+            raise ThresholdsStoreError(f"{self.where}/{key}: expected a JSON object")
+        return document
 
-    def _version_files(self) -> list[Path]:
-        return sorted(self._versions.glob("[0-9]*.json")) if self._versions.is_dir() else []
-
-    @contextmanager
-    def _locked(self) -> Iterator[None]:
-        self.directory.mkdir(parents=True, exist_ok=True)
-        with (self.directory / ".lock").open("a") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
-
-    def _write(self, entry: AuditedRecord) -> None:
-        data = _to_json(entry)
-        atomic_write(self._versions / f"{entry.record.version:06d}.json", data)
-        atomic_write(self.directory / "current.json", data)
-
-    def current(self) -> ThresholdsRecord:
-        return load_thresholds(self.directory / "current.json")
+    def _exists(self, version: int) -> bool:
+        try:
+            obstore.head(self.store, _key(version))
+        except (FileNotFoundError, NotFoundError):
+            return False
+        except (BaseError, OSError) as exc:
+            raise ThresholdsStoreError(f"{self.where}/{_key(version)}: cannot read ({exc})") from exc
+        return True
 
     def version(self) -> int:
-        """The newest version, cheaply (what replicas poll)."""
+        """The newest version (0 for an empty store): the hint, then forward while the next version exists. Two
+        small reads when nothing changed: what replicas poll."""
         try:
-            return int(json.loads((self.directory / "current.json").read_bytes())["version"])
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise BundleError(f"{self.directory / 'current.json'}: unreadable thresholds record ({exc})") from exc
+            newest = int(self._read(CURRENT)["version"])
+        except FileNotFoundError:
+            newest = max(self._listed(), default=0)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ThresholdsStoreError(f"{self.where}/{CURRENT}: no version in it ({exc})") from exc
+        while self._exists(newest + 1):
+            newest += 1
+        return newest
 
-    def history(self) -> list[AuditedRecord]:
-        """Every version, newest first."""
-        entries = []
-        for path in reversed(self._version_files()):
-            raw = json.loads(path.read_bytes())
-            action, note, model = (str(raw.get(key, "")) for key in ("action", "note", "model_version"))
-            entries.append(AuditedRecord(load_thresholds(path), action, note, model))
-        return entries
+    def _listed(self) -> list[int]:
+        try:
+            found = [meta["path"] for meta in obstore.list(self.store, prefix="versions").collect()]
+        except (BaseError, OSError) as exc:
+            raise ThresholdsStoreError(f"{self.where}: cannot list versions ({exc})") from exc
+        return sorted(int(Path(path).stem) for path in found if Path(path).stem.isdigit())
+
+    def _entry(self, version: int) -> AuditedRecord:
+        key = _key(version)
+        try:
+            raw = self._read(key)
+        except FileNotFoundError:
+            raise KeyError(version) from None
+        try:
+            record = parse_thresholds(raw, f"{self.where}/{key}")
+        except BundleError as exc:
+            raise ThresholdsStoreError(str(exc)) from exc
+        action, note, model = (str(raw.get(field, "")) for field in ("action", "note", "model_version"))
+        return AuditedRecord(record, action, note, model)
+
+    def latest(self) -> AuditedRecord:
+        return self._entry(self.version())
+
+    def current(self) -> ThresholdsRecord:
+        return self.latest().record
 
     def get(self, version: int) -> ThresholdsRecord:
-        path = self._versions / f"{version:06d}.json"
-        if not path.is_file():
-            raise KeyError(version)
-        return load_thresholds(path)
+        """One version's record; ``KeyError`` when there is no such version."""
+        return self._entry(version).record
+
+    def history(self, limit: int = 100) -> list[AuditedRecord]:
+        """The newest ``limit`` versions, newest first."""
+        newest = self.version()
+        return [self._entry(version) for version in range(newest, max(newest - limit, 0), -1)]
+
+    def _create(self, entry: AuditedRecord) -> bool:
+        """Writes a version unless it exists; returns whether this call wrote it."""
+        data = _to_json(entry)
+        try:
+            obstore.put(self.store, _key(entry.record.version), data, mode="create")
+        except AlreadyExistsError:
+            return False
+        except (BaseError, OSError) as exc:
+            raise ThresholdsStoreError(f"{self.where}: cannot write version {entry.record.version} ({exc})") from exc
+        with suppress(BaseError, OSError):  # only a hint: readers step forward from an older one
+            obstore.put(self.store, CURRENT, data)
+        return True
 
     def apply(
         self, thresholds: Thresholds, cost_weight: float, *, by: str, action: str, note: str = ""
     ) -> ThresholdsRecord:
         """Writes the next version and returns it."""
-        with self._locked():
-            record = ThresholdsRecord(
-                thresholds=thresholds,
-                cost_weight=cost_weight,
-                version=self.version() + 1,
-                updated_at=_now(),
-                updated_by=by,
-            )
-            self._write(AuditedRecord(record, action, note, self.model_version))
-        return record
+        for _ in range(WRITE_ATTEMPTS):
+            record = ThresholdsRecord(thresholds, cost_weight, self.version() + 1, _now(), by)
+            if self._create(AuditedRecord(record, action, note, self.model_version)):
+                return record
+        raise ThresholdsStoreError(f"{self.where}: lost {WRITE_ATTEMPTS} races for the next version; try again")
 
     def rollback(self, version: int, *, by: str) -> ThresholdsRecord:
         old = self.get(version)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from models.bundle import default_bundle_dir, load_bundle
+from models.bundle import default_bundle_dir, load_bundle, load_thresholds
 from tests.integration.conftest import LiveService
 
 ROUTES = {"ft", "rag", "both"}
@@ -15,7 +15,17 @@ def test_route_returns_a_real_decision(http: httpx.Client) -> None:
     response = http.post("/v1/route", json={"query": "What does the alpha parameter of LoRA control?"})
     assert response.status_code == 200, response.text
     body = response.json()
-    assert set(body) == {"route", "route_source", "scores", "thresholds_version", "model_version", "request_id"}
+    assert set(body) == {
+        "route", "route_source", "scores", "thresholds_version", "cost_weight", "knob_source", "model_version",
+        "request_id",
+    }  # fmt: skip
+    assert (
+        body["knob_source"] == "live"
+        and body["cost_weight"]
+        == load_bundle(default_bundle_dir())
+        .policy(load_thresholds(default_bundle_dir() / "thresholds.json"))
+        .cost_weight
+    )
     assert body["route"] in ROUTES and body["route_source"] == "policy"
     assert set(body["scores"]) == ROUTES and all(0 <= p <= 1 for p in body["scores"].values())
     assert body["model_version"] == load_bundle(default_bundle_dir()).version
@@ -83,6 +93,9 @@ def test_request_id_is_taken_from_the_caller(http: httpx.Client) -> None:
         ({"query": "ok", "top_k": "three"}, "Expected `int"),
         ({"query": "ok", "top_k": 2.5}, "Expected `int"),
         ({"query": "ok", "top_k": True}, "Expected `int"),
+        ({"query": "ok", "cost_weight": -0.1}, ">= 0"),
+        ({"query": "ok", "cost_weight": 11}, "<= 10"),
+        ({"query": "ok", "cost_weight": "high"}, "Expected `float"),
     ],
 )
 def test_bad_input_gets_400_with_a_reason(http: httpx.Client, payload: dict, reason: str) -> None:
@@ -179,3 +192,18 @@ def test_stream_without_an_llm_answers_extractively(http: httpx.Client) -> None:
     assert response.status_code == 200 and response.headers["content-type"].startswith("text/event-stream")
     names = [line.removeprefix("event: ") for line in response.text.splitlines() if line.startswith("event: ")]
     assert names == ["decision", "answer", "delta", "done"]
+
+
+def test_a_request_may_carry_its_own_knob_recorded_in_its_routing_record(live: LiveService, http: httpx.Client) -> None:
+    question = "Which film came out first, the one directed by the director of Alien or Blade Runner?"
+    live_route = http.post("/v1/route", json={"query": question}).json()
+    cheapest = http.post("/v1/route", json={"query": question, "cost_weight": 10}).json()
+    best = http.post(
+        "/v1/query", json={"query": question, "cost_weight": 0}, headers={"X-Request-ID": "knob-check-1"}
+    ).json()
+    assert live_route["knob_source"] == "live"
+    assert (cheapest["knob_source"], cheapest["cost_weight"], cheapest["route"]) == ("request", 10, "ft")
+    assert best["knob_source"] == "request" and best["route"] == max(best["scores"], key=best["scores"].get)
+    assert best["thresholds_version"] == live_route["thresholds_version"]  # the live thresholds, its own knob
+    record = next(e for e in live.events("route_decided") if e.get("request_id") == "knob-check-1")
+    assert (record["knob_source"], record["cost_weight"], record["route"]) == ("request", 0, best["route"])

@@ -57,6 +57,15 @@ def test_router_model_decides_and_says_how(client: openai.OpenAI, fake: FakeVLLM
         == {"ft": "support-ft", "rag": "base-model", "both": "support-ft"}[router["route"]]
     )
     assert completion.usage is not None and completion.usage.total_tokens > 0
+    assert router["knob_source"] == "live"
+
+
+def test_the_router_field_carries_a_request_knob(client: openai.OpenAI, fake: FakeVLLM) -> None:
+    completion = client.chat.completions.create(
+        model="router", messages=[{"role": "user", "content": QUESTION}], extra_body={"router": {"cost_weight": 10}}
+    )
+    router = (completion.model_extra or {})["router"]
+    assert (router["knob_source"], router["cost_weight"], router["route"]) == ("request", 10, "ft")
 
 
 @pytest.mark.parametrize(

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+import uuid
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +16,7 @@ import httpx
 import pytest
 
 from router.settings import Settings
+from tests.conftest import S3_BUCKET, s3_options
 from tests.integration.conftest import LiveService, serve
 
 KEY = "thresholds-admin-key-0123"
@@ -25,7 +27,7 @@ def settings(tmp: Path, **thresholds: Any) -> Settings:
     return Settings(
         retrieval={"uri": str(tmp / "lancedb")},
         server={"admin_api_key": KEY},
-        thresholds={"dir": str(tmp / "thresholds"), **thresholds},
+        thresholds={"uri": str(tmp / "thresholds"), **thresholds},
         log={"format": "json"},
     )
 
@@ -107,8 +109,27 @@ def test_concurrent_puts_get_consecutive_versions_and_no_torn_state(live: LiveSe
     assert current["version"] == 9 and current["cost_weight"] == history[0]["cost_weight"]  # last writer wins
 
 
-def test_two_instances_on_one_store_see_each_others_changes(tmp_path: Path) -> None:
-    with serve(settings(tmp_path, poll_seconds=0.2)) as a, serve(settings(tmp_path, poll_seconds=0.2)) as b:
+def test_the_request_knob_is_bounded_by_a_server_setting(tmp_path: Path) -> None:
+    with serve(settings(tmp_path, request_knob_range=[0.0, 0.05])) as live:
+        route = f"{live.url}/v1/route"
+        assert httpx.post(route, json={"query": "who wrote hamlet", "cost_weight": 0.05}).status_code == 200
+        refused = httpx.post(route, json={"query": "who wrote hamlet", "cost_weight": 0.5})
+        assert refused.status_code == 400 and "outside the allowed range [0, 0.05]" in refused.json()["detail"]
+    with serve(settings(tmp_path, request_knob_range=None)) as live:
+        refused = httpx.post(f"{live.url}/v1/query", json={"query": "who wrote hamlet", "cost_weight": 0.01})
+        assert refused.status_code == 400 and "does not take a per-request cost_weight" in refused.json()["detail"]
+        assert httpx.post(f"{live.url}/v1/route", json={"query": "who wrote hamlet"}).status_code == 200
+
+
+@pytest.mark.parametrize("storage", ["local", "s3"])
+def test_two_instances_on_one_store_see_each_others_changes(
+    tmp_path: Path, storage: str, request: pytest.FixtureRequest
+) -> None:
+    shared: dict[str, Any] = {"poll_seconds": 0.2}
+    if storage == "s3":
+        endpoint = request.getfixturevalue("s3_endpoint")
+        shared |= {"uri": f"s3://{S3_BUCKET}/thresholds-{uuid.uuid4().hex}", "storage_options": s3_options(endpoint)}
+    with serve(settings(tmp_path, **shared)) as a, serve(settings(tmp_path, **shared)) as b:
         assert put(a, VALUES).json()["version"] == 2
         deadline = time.monotonic() + 5
         while httpx.get(f"{b.url}/v1/thresholds", timeout=30).json()["version"] != 2:
