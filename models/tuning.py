@@ -5,6 +5,8 @@ out-of-fold scores of a labelled outcomes file.
 
 * :func:`expected` — the route mix a policy produces, the expected success rate (the mean calibrated probability of
   the chosen route: an estimate, exact only as far as the calibration is), and the mean cost in retrieval calls.
+  Given :class:`Labels` (per query and route: was the answer right, what did it cost), also the measured exact
+  match and the measured cost of the routes taken.
 * :func:`calibrate` — the policy whose mix is nearest a target. Two numbers set a mix of three routes, so two
   parameters are searched: ``cost_weight`` (the knob: more ``ft`` as it grows), and one floor that shifts traffic
   between the retrieving routes, either the ``both`` threshold (fewer ``both``: it must be surer to be taken) or
@@ -29,25 +31,40 @@ QUANTILES = np.linspace(0.0, 1.0, 41)
 
 
 @dataclass(frozen=True)
+class Labels:
+    """Measured outcomes, ``(n, routes)`` like the probabilities: exact match (0/1) and cost in retrieval calls."""
+
+    em: npt.NDArray[np.float64]
+    cost: npt.NDArray[np.float64]
+
+
+@dataclass(frozen=True)
 class Expectation:
     mix: dict[str, float]
     success: float
     """Mean calibrated success probability of the chosen routes."""
     cost: float
-    """Mean retrieval calls of the chosen routes."""
+    """Mean retrieval calls of the chosen routes (measured ones when labels were given, else the policy's)."""
     queries: int
+    em: float | None = None
+    """Measured exact match of the chosen routes; None without labels."""
 
 
-def expected(probabilities: npt.NDArray[np.float64], policy: Policy) -> Expectation:
+def expected(probabilities: npt.NDArray[np.float64], policy: Policy, labels: Labels | None = None) -> Expectation:
     if probabilities.ndim != 2 or probabilities.shape[1] != len(ROUTES) or len(probabilities) == 0:
         raise ValueError(f"need a non-empty (n, {len(ROUTES)}) probability matrix, got {probabilities.shape}")
+    if labels is not None and not probabilities.shape == labels.em.shape == labels.cost.shape:
+        raise ValueError("labels must have the probability matrix's shape")
     choices = decide_batch(probabilities, policy)
+    rows = np.arange(len(choices))
     counts = np.bincount(choices, minlength=len(ROUTES)) / len(choices)
+    cost = labels.cost[rows, choices] if labels is not None else np.asarray(policy.costs)[choices]
     return Expectation(
         mix={route: round(float(share), 4) for route, share in zip(ROUTES, counts, strict=True)},
-        success=round(float(probabilities[np.arange(len(choices)), choices].mean()), 4),
-        cost=round(float(np.asarray(policy.costs)[choices].mean()), 4),
+        success=round(float(probabilities[rows, choices].mean()), 4),
+        cost=round(float(cost.mean()), 4),
         queries=len(choices),
+        em=None if labels is None else round(float(labels.em[rows, choices].mean()), 4),
     )
 
 
@@ -74,8 +91,14 @@ class Proposal:
     """L1 distance between the proposal's mix and the target (0 = exact; at most 2)."""
 
 
-def calibrate(probabilities: npt.NDArray[np.float64], target_mix: Mapping[str, float], base: Policy) -> Proposal:
-    """The policy, derived from ``base``, whose mix on ``probabilities`` is nearest ``target_mix``."""
+def calibrate(
+    probabilities: npt.NDArray[np.float64],
+    target_mix: Mapping[str, float],
+    base: Policy,
+    labels: Labels | None = None,
+) -> Proposal:
+    """The policy, derived from ``base``, whose mix on ``probabilities`` is nearest ``target_mix``; with
+    ``labels``, the proposal's expectation carries the measured exact match and cost too."""
     target = target_vector(target_mix)
     best: tuple[float, float, Policy] | None = None
     for thresholds in _floor_candidates(probabilities, base.thresholds):
@@ -88,7 +111,7 @@ def calibrate(probabilities: npt.NDArray[np.float64], target_mix: Mapping[str, f
             if best is None or (round(distance, 9), -success) < (round(best[0], 9), -best[1]):
                 best = (distance, success, policy)
     assert best is not None
-    return Proposal(best[2], expected(probabilities, best[2]), round(best[0], 4))
+    return Proposal(best[2], expected(probabilities, best[2], labels), round(best[0], 4))
 
 
 def _floor_candidates(probabilities: npt.NDArray[np.float64], base: Thresholds) -> list[Thresholds]:

@@ -18,6 +18,7 @@ from models.bundle import BundleError
 from router.api import HealthController, RoutingController
 from router.documents_api import DocumentsController
 from router.errors import EXCEPTION_HANDLERS
+from router.labelled import OutcomesScorer
 from router.logs import configure_logging
 from router.middleware import RequestContextMiddleware, before_send
 from router.openai_api import OpenAIController
@@ -76,7 +77,13 @@ def create_app(settings: Settings | None = None) -> Litestar:
         middleware=[DefineMiddleware(RequestContextMiddleware)],
         before_send=[before_send],
         exception_handlers=EXCEPTION_HANDLERS,
-        state=State({"settings": settings, "service": None}),
+        state=State(
+            {
+                "settings": settings,
+                "service": None,
+                "outcomes": OutcomesScorer(settings.thresholds.outcomes_file, settings.thresholds.outcomes_split),
+            }
+        ),
         openapi_config=OpenAPIConfig(title="Adaptive query router", version="0.1.0", path="/schema"),
         signature_types=[RouterService],
         logging_config=None,

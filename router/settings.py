@@ -125,6 +125,12 @@ class ThresholdsSettings(BaseModel):
     )
     poll_seconds: float = Field(2.0, gt=0, description="how often a replica checks the store for a newer version")
     protect_reads: bool = Field(False, description="GET/evaluate/calibrate need the admin key too")
+    outcomes_file: Path | None = Field(
+        None,
+        description="labelled outcomes (outcomes.jsonl schema, as `router label` writes) for calibrate/evaluate "
+        'with "source": "outcomes"; None = that source is refused',
+    )
+    outcomes_split: str | None = Field(None, description="rows of this split only (None = all); a request may pick")
     request_knob_range: tuple[float, float] | None = Field(
         (0.0, MAX_COST_WEIGHT),
         description="bounds of a request's own cost_weight (JSON [low, high]); None (null) refuses it",

@@ -8,27 +8,35 @@ within ``thresholds.poll_seconds``.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from collections.abc import Callable
+from typing import Annotated, Any, Literal, TypeVar
 
 import anyio
 import msgspec
 import numpy as np
+import numpy.typing as npt
 from litestar import Controller, Request, get, post, put
 from litestar.connection import ASGIConnection
+from litestar.datastructures import State
 from litestar.di import NamedDependency
-from litestar.exceptions import NotFoundException, ValidationException
+from litestar.exceptions import NotFoundException, ServiceUnavailableException, ValidationException
 from litestar.handlers.base import BaseRouteHandler
-from litestar.params import JSONBody
+from litestar.params import JSONBody, Parameter
 
 from models.bundle import ThresholdsRecord
-from models.policy import MAX_COST_WEIGHT, Policy, Thresholds
-from models.tuning import Expectation, calibrate, expected
+from models.policy import Policy, Thresholds
+from models.tuning import Expectation, Labels, calibrate, expected
 from router import schemas
 from router.auth import require_admin
+from router.labelled import NoOutcomes
 from router.service import RouterService
+from router.thresholds import ThresholdsStoreError
+
+T = TypeVar("T")
 
 MIN_TRAFFIC = 20
 """Fewest recent decisions a what-if or a calibration on traffic is computed from."""
+Source = Literal["traffic", "outcomes"]
 
 
 def require_reader(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
@@ -44,31 +52,42 @@ class ThresholdValues(schemas.Request):
 
 class ThresholdsUpdate(schemas.Request):
     thresholds: ThresholdValues
-    cost_weight: Annotated[float, msgspec.Meta(ge=0, le=MAX_COST_WEIGHT)]
-    note: str = ""
+    cost_weight: schemas.Knob
+    note: Annotated[str, msgspec.Meta(max_length=500)] = ""
 
 
 class Rollback(schemas.Request):
     version: Annotated[int, msgspec.Meta(ge=1)]
 
 
-class Proposed(schemas.Request):
+class Scored(schemas.Request):
+    """Which scored queries to use: this replica's recent decisions, or the configured labelled outcomes file."""
+
+    source: Source = "traffic"
+    window: Annotated[int, msgspec.Meta(ge=MIN_TRAFFIC)] | None = None
+    """traffic: how many of the latest decisions (default: all kept, up to 10,000)."""
+    split: str | None = None
+    """outcomes: rows of this split (default: thresholds.outcomes_split)."""
+
+
+class Proposed(Scored):
     thresholds: ThresholdValues | None = None
-    cost_weight: Annotated[float, msgspec.Meta(ge=0, le=MAX_COST_WEIGHT)] | None = None
-    window: Annotated[int, msgspec.Meta(ge=MIN_TRAFFIC)] | None = None
-    """How many of the latest decisions to use (default: all kept, up to 10,000)."""
+    cost_weight: schemas.Knob | None = None
 
 
-class CalibrateRequest(schemas.Request):
-    target_mix: dict[str, float]
-    window: Annotated[int, msgspec.Meta(ge=MIN_TRAFFIC)] | None = None
+class CalibrateRequest(Scored):
+    target_mix: dict[str, float] = msgspec.field(default_factory=dict)
 
 
 class ExpectedMix(schemas.Value, frozen=True):
     mix: dict[str, float]
     success: float
+    """Mean calibrated success probability of the routes taken (an estimate)."""
     cost: float
+    """Mean retrieval calls: measured, on outcomes; from the route costs, on traffic."""
     queries: int
+    em: float | None
+    """Measured exact match of the routes taken, on outcomes; None on traffic."""
 
 
 class ThresholdsView(schemas.Value, frozen=True):
@@ -92,6 +111,7 @@ class HistoryEntry(schemas.Value, frozen=True):
 
 
 class WhatIf(schemas.Value, frozen=True):
+    source: str
     current: ExpectedMix
     proposed: ExpectedMix
     thresholds: dict[str, float]
@@ -99,6 +119,7 @@ class WhatIf(schemas.Value, frozen=True):
 
 
 class CalibrationProposal(schemas.Value, frozen=True):
+    source: str
     thresholds: dict[str, float]
     cost_weight: float
     expected: ExpectedMix
@@ -107,14 +128,27 @@ class CalibrationProposal(schemas.Value, frozen=True):
 
 
 def _mix(result: Expectation) -> ExpectedMix:
-    return ExpectedMix(result.mix, result.success, result.cost, result.queries)
+    return ExpectedMix(result.mix, result.success, result.cost, result.queries, result.em)
 
 
-def _traffic(service: RouterService, window: int | None) -> np.ndarray:
-    rows = list(service.recent)[-window:] if window else list(service.recent)
+async def _scored(
+    body: Scored, service: RouterService, state: State
+) -> tuple[npt.NDArray[np.float64], Labels | None, str]:
+    """The score matrix (and, for outcomes, its labels) a what-if or calibration runs on, and its description."""
+    if body.source == "outcomes":
+        if body.window is not None:
+            raise ValidationException("window applies to source 'traffic'; use split with 'outcomes'")
+        try:
+            found = await state.outcomes.scored(service, body.split)
+        except NoOutcomes as exc:
+            raise ValidationException(str(exc)) from exc
+        return found.probabilities, found.labels, found.description
+    if body.split is not None:
+        raise ValidationException("split applies to source 'outcomes'")
+    rows = list(service.recent)[-body.window :] if body.window else list(service.recent)
     if len(rows) < MIN_TRAFFIC:
         raise ValidationException(f"only {len(rows)} recent decisions on this replica; need at least {MIN_TRAFFIC}")
-    return np.asarray(rows, dtype=np.float64)
+    return np.asarray(rows, dtype=np.float64), None, f"traffic (this replica's last {len(rows)} decisions)"
 
 
 def _view(service: RouterService) -> ThresholdsView:
@@ -131,6 +165,14 @@ def _who(request: Request[Any, Any, Any]) -> str:
     return f"api ({client})"
 
 
+async def _in_store(call: Callable[[], T]) -> T:
+    """A store call off the event loop; an unreachable or broken store is a 503 naming it."""
+    try:
+        return await anyio.to_thread.run_sync(call)
+    except ThresholdsStoreError as exc:
+        raise ServiceUnavailableException(f"thresholds store: {exc}") from exc
+
+
 class ThresholdsController(Controller):
     path = "/v1/thresholds"
     tags = ("thresholds",)
@@ -145,7 +187,7 @@ class ThresholdsController(Controller):
     ) -> ThresholdsView:
         thresholds = Thresholds.from_mapping(msgspec.structs.asdict(data.thresholds))
         Policy(thresholds, data.cost_weight)  # the same checks a loaded record gets
-        record = await anyio.to_thread.run_sync(
+        record = await _in_store(
             lambda: service.thresholds_store.apply(
                 thresholds, data.cost_weight, by=_who(request), action="set", note=data.note
             )
@@ -153,9 +195,11 @@ class ThresholdsController(Controller):
         service.retune(record)
         return _view(service)
 
-    @get("/history", guards=[require_reader], summary="Every version, newest first (the audit trail)")
-    async def history(self, service: NamedDependency[RouterService]) -> list[HistoryEntry]:
-        entries = await anyio.to_thread.run_sync(service.thresholds_store.history)
+    @get("/history", guards=[require_reader], summary="The newest versions, newest first (the audit trail)")
+    async def history(
+        self, service: NamedDependency[RouterService], limit: Annotated[int, Parameter(ge=1, le=1000)] = 100
+    ) -> list[HistoryEntry]:
+        entries = await _in_store(lambda: service.thresholds_store.history(limit))
         return [
             HistoryEntry(
                 e.record.version, e.record.thresholds.as_dict(), e.record.cost_weight, e.record.updated_at,
@@ -169,7 +213,7 @@ class ThresholdsController(Controller):
         self, data: JSONBody[Rollback], service: NamedDependency[RouterService], request: Request[Any, Any, Any]
     ) -> ThresholdsView:
         try:
-            record: ThresholdsRecord = await anyio.to_thread.run_sync(
+            record: ThresholdsRecord = await _in_store(
                 lambda: service.thresholds_store.rollback(data.version, by=_who(request))
             )
         except KeyError as exc:
@@ -177,9 +221,9 @@ class ThresholdsController(Controller):
         service.retune(record)
         return _view(service)
 
-    @post("/evaluate", status_code=200, guards=[require_reader], summary="What-if on recent traffic")
-    async def evaluate(self, data: JSONBody[Proposed], service: NamedDependency[RouterService]) -> WhatIf:
-        traffic = _traffic(service, data.window)
+    @post("/evaluate", status_code=200, guards=[require_reader], summary="What-if on recent traffic or outcomes")
+    async def evaluate(self, data: JSONBody[Proposed], service: NamedDependency[RouterService], state: State) -> WhatIf:
+        probabilities, labels, source = await _scored(data, service, state)
         current = service.tuning
         thresholds = (
             Thresholds.from_mapping(msgspec.structs.asdict(data.thresholds))
@@ -189,24 +233,27 @@ class ThresholdsController(Controller):
         cost_weight = current.policy.cost_weight if data.cost_weight is None else data.cost_weight
         proposed = Policy(thresholds, cost_weight, current.policy.costs)
         return WhatIf(
-            _mix(expected(traffic, current.policy)),
-            _mix(expected(traffic, proposed)),
+            source,
+            _mix(expected(probabilities, current.policy, labels)),
+            _mix(expected(probabilities, proposed, labels)),
             thresholds.as_dict(),
             cost_weight,
         )
 
     @post("/calibrate", status_code=200, guards=[require_reader], summary="Thresholds for a target mix (not applied)")
     async def calibrate(
-        self, data: JSONBody[CalibrateRequest], service: NamedDependency[RouterService]
+        self, data: JSONBody[CalibrateRequest], service: NamedDependency[RouterService], state: State
     ) -> CalibrationProposal:
-        traffic = _traffic(service, data.window)
+        if not data.target_mix:
+            raise ValidationException('target_mix is required, e.g. {"rag": 0.3, "both": 0.1}')
+        probabilities, labels, source = await _scored(data, service, state)
         try:
             proposal = await anyio.to_thread.run_sync(
-                lambda: calibrate(traffic, data.target_mix, service.tuning.policy)
+                lambda: calibrate(probabilities, data.target_mix, service.tuning.policy, labels)
             )
         except ValueError as exc:
             raise ValidationException(str(exc)) from exc
         policy = proposal.policy
         return CalibrationProposal(
-            policy.thresholds.as_dict(), policy.cost_weight, _mix(proposal.expectation), proposal.distance
+            source, policy.thresholds.as_dict(), policy.cost_weight, _mix(proposal.expectation), proposal.distance
         )

@@ -15,6 +15,11 @@ from typing import Any
 import httpx
 import pytest
 
+from models.bundle import default_bundle_dir, load_bundle
+from models.embedder import SentenceTransformerEmbedder
+from models.outcomes import STRATEGY_OF_ROUTE
+from models.policy import Policy, Thresholds, decide
+from models.routes import DEFAULT_COSTS, ROUTES
 from router.settings import Settings
 from tests.conftest import S3_BUCKET, s3_options
 from tests.integration.conftest import LiveService, serve
@@ -159,3 +164,46 @@ def test_calibrate_evaluate_apply_and_watch_the_mix(live: LiveService, questions
     assert sum(abs(live_mix[r] - wanted[r]) for r in wanted) <= 0.1, live_mix
     bad = httpx.post(f"{live.url}/v1/thresholds/calibrate", json={"target_mix": {"fast": 1.0}}, timeout=60)
     assert bad.status_code == 400 and "unknown routes" in bad.text
+
+
+def test_calibrate_and_evaluate_on_a_labelled_outcomes_file(
+    tmp_path: Path, outcomes_path: Path, embedder: SentenceTransformerEmbedder
+) -> None:
+    with serve(settings(tmp_path, outcomes_file=str(outcomes_path), outcomes_split="test")) as live:
+        target = {"rag": 0.3, "both": 0.1}
+        body = {"source": "outcomes", "target_mix": target}
+        proposal = httpx.post(f"{live.url}/v1/thresholds/calibrate", json=body, timeout=120).json()
+        assert proposal["source"].endswith("(split test, 120 questions)"), proposal
+        assert proposal["distance"] <= 0.1 and proposal["expected"]["queries"] == 120
+        whatif = httpx.post(
+            f"{live.url}/v1/thresholds/evaluate",
+            json={"source": "outcomes", "thresholds": proposal["thresholds"], "cost_weight": proposal["cost_weight"]},
+            timeout=120,
+        ).json()
+        assert whatif["proposed"] == proposal["expected"]
+        # The measured EM and cost, recomputed here one question at a time through the scalar policy.
+        rows = [r for r in map(json.loads, outcomes_path.read_text().splitlines()) if r["split"] == "test"]
+        questions = [r["question"].strip() for r in rows]
+        bundle = load_bundle(default_bundle_dir())
+        probabilities = bundle.classifier.predict_proba(embedder.encode(questions), questions)
+        policy = Policy(Thresholds.from_mapping(proposal["thresholds"]), proposal["cost_weight"], bundle.costs)
+        chosen = [decide(dict(zip(ROUTES, p, strict=True)), policy) for p in probabilities]
+        em = [r[f"em_{STRATEGY_OF_ROUTE[route]}"] for r, route in zip(rows, chosen, strict=True)]
+        cost = [
+            {"ft": 0.0, "rag": 1.0, "both": r.get("ircot_steps") or DEFAULT_COSTS["both"]}[route]
+            for r, route in zip(rows, chosen, strict=True)
+        ]
+        assert whatif["proposed"]["em"] == pytest.approx(sum(em) / len(em), abs=1e-4)
+        assert whatif["proposed"]["cost"] == pytest.approx(sum(cost) / len(cost), abs=1e-4)
+        assert whatif["current"]["em"] is not None
+        for bad, reason in (
+            ({"source": "outcomes", "split": "nope"}, "no rows for split 'nope'"),
+            ({"source": "outcomes", "window": 50}, "window applies to source 'traffic'"),
+            ({"source": "traffic", "split": "test"}, "split applies to source 'outcomes'"),
+            ({"source": "logs"}, "Invalid enum value 'logs'"),
+        ):
+            response = httpx.post(f"{live.url}/v1/thresholds/evaluate", json=bad, timeout=60)
+            assert response.status_code == 400 and reason in response.text, response.text
+    with serve(settings(tmp_path)) as live:
+        response = httpx.post(f"{live.url}/v1/thresholds/evaluate", json={"source": "outcomes"}, timeout=60)
+        assert response.status_code == 400 and "thresholds.outcomes_file" in response.text

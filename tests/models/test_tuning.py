@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from models.policy import Policy, Thresholds
-from models.tuning import calibrate, expected, target_vector
+from models.tuning import Labels, calibrate, expected, target_vector
 
 TOLERANCE = 0.04  # L1 distance between the calibrated mix and the target: 2 points on each of two routes
 
@@ -24,7 +24,20 @@ def test_expected_counts_the_policy_choices() -> None:
     assert result.mix == {"ft": 0.5, "rag": 0.25, "both": 0.25}  # the tie at 0.6 goes to the cheapest, ft
     assert result.success == pytest.approx((0.9 + 0.8 + 0.9 + 0.6) / 4, abs=1e-4)
     assert result.cost == pytest.approx((0 + 1 + 3.35 + 0) / 4, abs=1e-4)
-    assert result.queries == 4
+    assert result.queries == 4 and result.em is None
+
+
+def test_labels_give_the_measured_em_and_cost_of_the_routes_taken() -> None:
+    p = np.array([[0.9, 0.2, 0.2], [0.1, 0.8, 0.7], [0.1, 0.5, 0.9], [0.6, 0.6, 0.6]])
+    em = np.array([[1, 0, 0], [0, 0, 1], [0, 1, 1], [0, 1, 1]], dtype=float)  # chosen: ft, rag, both, ft
+    cost = np.array([[0, 1, 2], [0, 1, 5], [0, 1, 4], [0, 1, 3]], dtype=float)
+    result = expected(p, Policy(cost_weight=0.0), Labels(em, cost))
+    assert result.em == pytest.approx((1 + 0 + 1 + 0) / 4) and result.cost == pytest.approx((0 + 1 + 4 + 0) / 4)
+    labels = Labels(np.ones((1_000, 3)), np.tile([0.0, 1.0, 3.0], (1_000, 1)))
+    found = calibrate(scores(), {"rag": 0.3, "both": 0.1}, Policy(), labels).expectation
+    assert found.em == 1.0 and found.cost == pytest.approx(found.mix["rag"] + 3 * found.mix["both"], abs=1e-3)
+    with pytest.raises(ValueError, match="shape"):
+        expected(p, Policy(), Labels(em[:2], cost[:2]))
 
 
 @pytest.mark.parametrize(
