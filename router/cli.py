@@ -1,4 +1,4 @@
-"""The ``router`` command (also ``python -m router``): serve, ingest, label, train, eval.
+"""The ``router`` command (also ``python -m router``): serve, ingest, label, train, eval, thresholds.
 
 Settings come from ``ROUTER_*`` environment variables; flags given here override them for one run.
 """
@@ -14,6 +14,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from router import thresholds_cli
 from router.settings import Settings, get_settings
 
 
@@ -181,6 +182,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--out", type=Path, help="write report.md and PNG plots to this directory")
     evaluate.add_argument("--json", action="store_true", help="print the whole report as one JSON object")
     evaluate.add_argument("--record", action="store_true", help="store the headline figures in the bundle's manifest")
+    thresholds_cli.add_parser(sub)
     return parser
 
 
@@ -190,6 +192,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, Settings], int]] = {
     "label": _label,
     "train": _train,
     "eval": _eval,
+    "thresholds": thresholds_cli.run,
 }
 
 

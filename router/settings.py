@@ -145,6 +145,14 @@ class ThresholdsSettings(BaseModel):
         return self
 
 
+class ClientSettings(BaseModel):
+    """Where the CLI's ``router thresholds`` finds a running service."""
+
+    url: str | None = Field(None, description="service base URL; None = http://<server.host>:<server.port>")
+    api_key: SecretStr | None = Field(None, description="admin key sent by the CLI; None = server.admin_api_key")
+    timeout: float = Field(120.0, gt=0, description="seconds the CLI waits for an answer")
+
+
 class LogSettings(BaseModel):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     format: Literal["auto", "json", "console"] = Field("auto", description="auto = console on a terminal, else JSON")
@@ -163,7 +171,16 @@ class Settings(BaseSettings):
     llm: LLMSettings = Field(default_factory=LLMSettings)
     breaker: BreakerSettings = Field(default_factory=BreakerSettings)
     thresholds: ThresholdsSettings = Field(default_factory=ThresholdsSettings)
+    client: ClientSettings = Field(default_factory=ClientSettings)
     log: LogSettings = Field(default_factory=LogSettings)
+
+    @property
+    def client_url(self) -> str:
+        if self.client.url:
+            return self.client.url
+        wildcard = {"0.0.0.0": "127.0.0.1", "::": "[::1]"}  # noqa: S104 (a listen address mapped to a dial one)
+        host = wildcard.get(self.server.host, self.server.host)
+        return f"http://{host}:{self.server.port}"
 
     @property
     def thresholds_path(self) -> Path:
