@@ -26,7 +26,8 @@ import numpy.typing as npt
 from models.policy import MAX_COST_WEIGHT, Policy, Thresholds, decide_batch
 from models.routes import ROUTES
 
-KNOB_GRID = np.concatenate([[0.0], np.geomspace(1e-4, MAX_COST_WEIGHT, 99)])
+KNOB_GRID = np.array([0.0, *(float(f"{knob:.3g}") for knob in np.geomspace(1e-4, MAX_COST_WEIGHT, 99))])
+"""Knob values tried: 0, then log-spaced from 1e-4 to the maximum, at three significant digits (easy to read back)."""
 QUANTILES = np.linspace(0.0, 1.0, 41)
 
 

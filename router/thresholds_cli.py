@@ -139,8 +139,8 @@ def _act(args: argparse.Namespace, client: Client) -> Any:
 
 
 def _values_line(answer: dict[str, Any]) -> str:
-    thresholds = " ".join(f"{route}>={answer['thresholds'][route]:.3f}" for route in ROUTES)
-    return f"thresholds {thresholds}  cost_weight {answer['cost_weight']:.4g}"
+    thresholds = " ".join(f"{route}>={answer['thresholds'][route]:.6g}" for route in ROUTES)
+    return f"thresholds {thresholds}  cost_weight {answer['cost_weight']:.6g}"
 
 
 def _mix_line(expected: dict[str, Any] | None) -> str:
