@@ -25,8 +25,8 @@ class ServerSettings(BaseModel):
     admin_api_key: SecretStr | None = Field(
         None,
         min_length=16,
-        description="key for the admin endpoints (/v1/documents), sent as 'Authorization: Bearer <key>' or "
-        "'X-API-Key: <key>'; at least 16 characters; None = those endpoints answer 403",
+        description="key for the admin endpoints (documents, thresholds changes), sent as "
+        "'Authorization: Bearer <key>' or 'X-API-Key: <key>'; at least 16 characters; None = they answer 403",
     )
 
 

@@ -1,4 +1,5 @@
-"""Live thresholds: read, change, audit, roll back, and what-if on recent traffic (``/v1/thresholds``).
+"""Live thresholds: read, change, audit, roll back, what-if and calibration on recent traffic or a labelled outcomes
+file (``/v1/thresholds``).
 
 Changes (PUT, rollback) need the admin key; reads, evaluate and calibrate need it too when
 ``thresholds.protect_reads`` is set. A change is written to the versioned store first, then applied to new requests
