@@ -207,3 +207,24 @@ def test_calibrate_and_evaluate_on_a_labelled_outcomes_file(
     with serve(settings(tmp_path)) as live:
         response = httpx.post(f"{live.url}/v1/thresholds/evaluate", json={"source": "outcomes"}, timeout=60)
         assert response.status_code == 400 and "thresholds.outcomes_file" in response.text
+
+
+def test_changes_answer_403_while_no_key_is_configured(tmp_path: Path) -> None:
+    keyless = settings(tmp_path).model_copy(update={"server": Settings().server})
+    assert keyless.server.admin_api_key is None
+    with serve(keyless) as live, httpx.Client(base_url=live.url, timeout=30) as http:
+        for response in (
+            http.put("/v1/thresholds", json=VALUES, headers=ADMIN),
+            http.post("/v1/thresholds/rollback", json={"version": 1}, headers=ADMIN),
+        ):
+            assert response.status_code == 403 and "ROUTER_SERVER__ADMIN_API_KEY" in response.json()["detail"]
+        assert http.get("/v1/thresholds").status_code == 200  # reads are open by default
+
+
+def test_protected_reads_need_the_key_too(tmp_path: Path) -> None:
+    with serve(settings(tmp_path, protect_reads=True)) as live:
+        for path in ("/v1/thresholds", "/v1/thresholds/history"):
+            assert httpx.get(f"{live.url}{path}").status_code == 401
+            assert httpx.get(f"{live.url}{path}", headers={"X-API-Key": KEY}).status_code == 200
+        what_if = httpx.post(f"{live.url}/v1/thresholds/evaluate", json={})
+        assert what_if.status_code == 401 and what_if.headers["www-authenticate"].startswith("Bearer")
