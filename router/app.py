@@ -23,6 +23,7 @@ from router.logs import configure_logging
 from router.middleware import RequestContextMiddleware, before_send
 from router.openai_api import OpenAIController
 from router.resources import ConfigurationError, open_service
+from router.routing_log import RoutingLog, RoutingLogError
 from router.service import RouterService
 from router.settings import Settings, get_settings
 from router.thresholds import ThresholdsStoreError
@@ -41,12 +42,15 @@ async def lifespan(app: Litestar) -> AsyncIterator[None]:
     stack = AsyncExitStack()
     try:
         service = await stack.enter_async_context(open_service(app.state.settings))
-    except (BundleError, ConfigurationError, BackendError, ThresholdsStoreError) as exc:
+    except (BundleError, ConfigurationError, BackendError, ThresholdsStoreError, RoutingLogError) as exc:
         log.error("service_refused", reason=str(exc), error=type(exc).__name__)  # one line naming what is wrong
         raise
     async with stack, anyio.create_task_group() as tasks:
         app.state.service = service
         tasks.start_soon(_poll_thresholds, service, app.state.settings.thresholds.poll_seconds)
+        if service.routing_log is not None:
+            tasks.start_soon(service.routing_log.run)
+            tasks.start_soon(_prune_routing_log, service.routing_log, app.state.settings)
         try:
             yield
         finally:
@@ -59,6 +63,16 @@ async def _poll_thresholds(service: RouterService, every: float) -> None:
     while True:
         await anyio.sleep(every)
         await anyio.to_thread.run_sync(service.refresh_thresholds)
+
+
+async def _prune_routing_log(routing_log: RoutingLog, settings: Settings) -> None:
+    cfg = settings.routing_log
+    while True:
+        try:
+            await routing_log.prune(cfg.retention_days, cfg.max_records)
+        except Exception as exc:  # retention must never stop the service; it is retried next round
+            log.warning("routing_log_prune_failed", error=str(exc))
+        await anyio.sleep(cfg.prune_seconds)
 
 
 def create_app(settings: Settings | None = None) -> Litestar:

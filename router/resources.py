@@ -19,6 +19,7 @@ from backends.protection import BreakerConfig, CircuitBreaker, Guard
 from backends.vllm import ChatClient, RetryPolicy, Timeouts
 from models.bundle import BundleError, load_bundle
 from models.embedder import Embedder, SentenceTransformerEmbedder
+from router.routing_log import RoutingLog
 from router.service import RETRIEVAL, RouterService, Tuning, llm_backend
 from router.settings import Settings
 from router.thresholds import ThresholdsStore
@@ -47,6 +48,23 @@ async def open_store(settings: Settings, dimension: int) -> DocumentStore:
         storage_options=cfg.storage_options,
         read_consistency=timedelta(seconds=cfg.read_consistency_seconds),
         index_threshold=cfg.index_threshold,
+    )
+
+
+async def open_routing_log(settings: Settings, dimension: int) -> RoutingLog | None:
+    cfg = settings.routing_log
+    if not cfg.enabled:
+        return None
+    return await RoutingLog.open(
+        cfg.uri or settings.retrieval.uri,
+        cfg.table,
+        dimension,
+        storage_options=settings.retrieval.storage_options if cfg.storage_options is None else cfg.storage_options,
+        read_consistency=timedelta(seconds=settings.retrieval.read_consistency_seconds),
+        query_text=cfg.query_text,
+        flush_seconds=cfg.flush_seconds,
+        max_batch=cfg.max_batch,
+        max_buffer=cfg.max_buffer,
     )
 
 
@@ -132,7 +150,10 @@ async def open_service(settings: Settings) -> AsyncIterator[RouterService]:
             f"but the configured embedder {embedder.name} makes {embedder.dimension}-d vectors"
         )
     store = await open_store(settings, embedder.dimension)
+    routing_log = await open_routing_log(settings, embedder.dimension)
     async with AsyncExitStack() as stack:
+        if routing_log is not None:
+            stack.push_async_callback(routing_log.close)  # a clean stop writes every buffered record
         llm = build_llm(settings, stack)
         llm_status = await check_models(llm) if llm else "not configured"
         log.info(
@@ -159,4 +180,5 @@ async def open_service(settings: Settings) -> AsyncIterator[RouterService]:
             default_top_k=settings.retrieval.top_k,
             search_mode=settings.retrieval.mode,
             knob_range=settings.thresholds.request_knob_range,
+            routing_log=routing_log,
         )

@@ -17,6 +17,7 @@ from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import anyio
@@ -43,6 +44,7 @@ from models.policy import MAX_COST_WEIGHT, Policy, decide
 from models.routes import ROUTES, Route
 from router.errors import InvalidQuery, NoAnswer
 from router.logs import current_request_id
+from router.routing_log import STAGES, RoutingLog, failures_json, next_seq
 from router.schemas import (
     AnswerStart,
     Fallback,
@@ -112,6 +114,7 @@ class Decision:
     tuning: Tuning
     """The thresholds and knob this request was decided with (the knob may be the request's own)."""
     knob_source: KnobSource
+    text: str
 
 
 @dataclass(frozen=True)
@@ -178,6 +181,9 @@ class RouterService:
     search_mode: SearchMode = "vector"
     recent: deque[tuple[float, float, float]] = field(default_factory=lambda: deque(maxlen=10_000))
     """Scores of the latest decisions (this process), for what-if evaluation and calibration on traffic."""
+    routing_log: RoutingLog | None = None
+    observers: list[Callable[[dict[str, Any]], None]] = field(default_factory=list)
+    """Called with every routing record (a routing-log row) as it is made: metrics, live views."""
     knob_range: tuple[float, float] | None = (0.0, MAX_COST_WEIGHT)
     """Bounds of a request's own ``cost_weight``; None refuses it."""
     _skipped_version: int = 0
@@ -244,9 +250,10 @@ class RouterService:
         route = forced or decide(scores, tuning.policy)
         source: RouteSource = "request" if forced else "policy"
         self.recent.append((scores["ft"], scores["rag"], scores["both"]))
-        return Decision(route, source, Scores(**scores), vectors[0], embed_ms, _ms(start), tuning, knob_source)
+        return Decision(route, source, Scores(**scores), vectors[0], embed_ms, _ms(start), tuning, knob_source, query)
 
-    def _record(self, decision: Decision, **fields: object) -> None:
+    def _record(self, decision: Decision, **fields: Any) -> None:
+        """The routing record: one log line, and one row in the durable routing log when there is one."""
         log.info(
             "route_decided",
             route=decision.route,
@@ -259,6 +266,41 @@ class RouterService:
             model_version=self.bundle.version,
             **fields,
         )
+        row = self._row(decision, fields)
+        for observe in self.observers:
+            observe(row)
+        if self.routing_log is not None:
+            self.routing_log.append(row)
+
+    def _row(self, decision: Decision, fields: Mapping[str, Any]) -> dict[str, Any]:
+        """The routing record as a row of the routing log's table (``router.routing_log.schema``)."""
+        fallback = fields.get("fallback")
+        timings = fields.get("timings_ms", {})
+        return {
+            "seq": next_seq(),
+            "ts": datetime.now(UTC),
+            "request_id": current_request_id() or "",
+            "endpoint": fields.get("endpoint", "query"),
+            "query": self.routing_log.stored_query(decision.text) if self.routing_log else decision.text,
+            "route": decision.route,
+            "route_source": decision.source,
+            **{f"score_{r}": getattr(decision.scores, r) for r in ROUTES},
+            "cost_weight": decision.tuning.policy.cost_weight,
+            "knob_source": decision.knob_source,
+            "thresholds_version": decision.tuning.record.version,
+            "model_version": self.bundle.version,
+            "status": fields.get("status", "answered"),
+            "answered_by": fields.get("answered_by"),
+            "llm_model": fields.get("llm_model"),
+            "fallback": fallback is not None,
+            "fallback_to": fallback["to"] if fallback else None,
+            "fallback_reason": fallback["reason"] if fallback else None,
+            "failures": failures_json(fields.get("failures", [])),
+            "source_ids": list(fields.get("source_ids", [])),
+            "answer_chars": int(fields.get("answer_chars", 0)),
+            **{f"ms_{stage}": float(timings.get(stage, 0.0)) for stage in STAGES},
+            "vector": decision.vector.astype(np.float32),
+        }
 
     def _decision_fields(self, decision: Decision) -> dict[str, Any]:
         return {
@@ -276,7 +318,7 @@ class RouterService:
         start = time.perf_counter()
         decision = await self._decide(self._clean(query), None, cost_weight)
         timings = {"embed": decision.embed_ms, "classify": decision.classify_ms, "total": _ms(start)}
-        self._record(decision, timings_ms=timings)
+        self._record(decision, endpoint="route", status="decided", timings_ms=timings)
         return RouteResponse(**self._decision_fields(decision))
 
     # -- answering ---------------------------------------------------------------------------------------------
@@ -371,6 +413,7 @@ class RouterService:
         fallback = answer.fallback if answer else None
         self._record(
             walk.decision,
+            status="answered" if answer else "no_answer",
             answered_by=answer.answered_by if answer else None,
             fallback={"from": fallback.from_, "to": fallback.to, "reason": fallback.reason} if fallback else None,
             failures=[a.__dict__ for a in walk.failed],

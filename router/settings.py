@@ -145,6 +145,22 @@ class ThresholdsSettings(BaseModel):
         return self
 
 
+class RoutingLogSettings(BaseModel):
+    """The durable routing log: one row per decision, in a LanceDB table."""
+
+    enabled: bool = True
+    uri: str | None = Field(None, description="LanceDB URI (local directory or s3://...); None = retrieval.uri")
+    table: str = "routing_log"
+    storage_options: dict[str, str] | None = Field(None, description="None = retrieval.storage_options (JSON)")
+    query_text: Literal["full", "hash"] = Field("full", description="store the query text, or only its SHA-256")
+    flush_seconds: float = Field(1.0, gt=0, description="how often buffered records are written (the crash window)")
+    max_batch: int = Field(1000, ge=1, description="records that trigger a write before flush_seconds")
+    max_buffer: int = Field(100_000, ge=1, description="records held while storage fails; older ones are dropped")
+    retention_days: float | None = Field(30.0, gt=0, description="delete records older than this; None = keep")
+    max_records: int | None = Field(1_000_000, ge=1, description="keep at most this many records; None = no cap")
+    prune_seconds: float = Field(3600.0, gt=0, description="how often retention runs")
+
+
 class ClientSettings(BaseModel):
     """Where the CLI's ``router thresholds`` finds a running service."""
 
@@ -171,6 +187,7 @@ class Settings(BaseSettings):
     llm: LLMSettings = Field(default_factory=LLMSettings)
     breaker: BreakerSettings = Field(default_factory=BreakerSettings)
     thresholds: ThresholdsSettings = Field(default_factory=ThresholdsSettings)
+    routing_log: RoutingLogSettings = Field(default_factory=RoutingLogSettings)
     client: ClientSettings = Field(default_factory=ClientSettings)
     log: LogSettings = Field(default_factory=LogSettings)
 

@@ -1,0 +1,302 @@
+"""The durable routing log: one row per decision in a LanceDB table (a local directory or object storage).
+
+Writes never wait on storage: :meth:`RoutingLog.append` puts the record in a buffer, and a background task writes
+the buffer as one append every ``flush_seconds`` (or sooner when ``max_batch`` records are waiting). A failed write
+keeps the records buffered and is retried on the next flush; past ``max_buffer`` the oldest are dropped, counted and
+logged (``routing_log_dropped``), never silently. :meth:`close` (a clean shutdown) writes everything still buffered.
+A crash loses at most the last ``flush_seconds`` of records.
+
+Rows are read newest first by ``seq``: microseconds since the epoch times 1,000 plus a per-process counter, unique
+across replicas in practice and usable as a pagination cursor. Retention deletes rows older than ``retention_days``
+and then the oldest beyond ``max_records``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import time
+from collections import deque
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+import anyio
+import lancedb
+import numpy as np
+import numpy.typing as npt
+import pyarrow as pa
+import structlog
+
+from backends.lancedb import sql_literal
+from models.routes import ROUTES
+
+log = structlog.get_logger("router.routing_log")
+
+QueryText = Literal["full", "hash"]
+STAGES = ("embed", "classify", "retrieve", "generate", "total")
+
+
+def schema(dimension: int) -> pa.Schema:
+    return pa.schema(
+        [
+            pa.field("seq", pa.int64(), nullable=False),
+            pa.field("ts", pa.timestamp("us", tz="UTC"), nullable=False),
+            pa.field("request_id", pa.string(), nullable=False),
+            pa.field("endpoint", pa.string(), nullable=False),
+            pa.field("query", pa.string(), nullable=False),
+            pa.field("route", pa.string(), nullable=False),
+            pa.field("route_source", pa.string(), nullable=False),
+            *(pa.field(f"score_{route}", pa.float32(), nullable=False) for route in ROUTES),
+            pa.field("cost_weight", pa.float64(), nullable=False),
+            pa.field("knob_source", pa.string(), nullable=False),
+            pa.field("thresholds_version", pa.int64(), nullable=False),
+            pa.field("model_version", pa.string(), nullable=False),
+            pa.field("status", pa.string(), nullable=False),
+            pa.field("answered_by", pa.string()),
+            pa.field("llm_model", pa.string()),
+            pa.field("fallback", pa.bool_(), nullable=False),
+            pa.field("fallback_to", pa.string()),
+            pa.field("fallback_reason", pa.string()),
+            pa.field("failures", pa.string(), nullable=False),
+            pa.field("source_ids", pa.list_(pa.string()), nullable=False),
+            pa.field("answer_chars", pa.int64(), nullable=False),
+            *(pa.field(f"ms_{stage}", pa.float32(), nullable=False) for stage in STAGES),
+            pa.field("vector", pa.list_(pa.float32(), dimension), nullable=False),
+        ]
+    )
+
+
+_counter = itertools.count()
+
+
+def next_seq() -> int:
+    """A record's ordering key: microseconds since the epoch x 1,000 plus a per-process counter."""
+    return time.time_ns() // 1_000 * 1_000 + next(_counter) % 1_000
+
+
+class RoutingLogError(RuntimeError):
+    """The routing log table cannot be opened (bad URI, credentials, or a table of another shape)."""
+
+
+@dataclass(frozen=True)
+class LogFilter:
+    """Which records to read; every field narrows (AND)."""
+
+    since: datetime | None = None
+    until: datetime | None = None
+    route: str | None = None
+    fallback: bool | None = None
+    status: str | None = None
+    text: str | None = None
+    """Substring of the query text (case-sensitive; no match when query text is stored hashed)."""
+    min_scores: Mapping[str, float] | None = None
+    max_scores: Mapping[str, float] | None = None
+    before_seq: int | None = None
+
+    def predicate(self) -> str | None:
+        clauses = []
+        if self.since:
+            clauses.append(f"ts >= {_timestamp(self.since)}")
+        if self.until:
+            clauses.append(f"ts < {_timestamp(self.until)}")
+        if self.route:
+            clauses.append(f"route = {sql_literal(self.route)}")
+        if self.fallback is not None:
+            clauses.append(f"fallback = {str(self.fallback).lower()}")
+        if self.status:
+            clauses.append(f"status = {sql_literal(self.status)}")
+        if self.text:
+            escaped = self.text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            clauses.append(f"query LIKE {sql_literal('%' + escaped + '%')} ESCAPE '\\'")
+        for bounds, op in ((self.min_scores, ">="), (self.max_scores, "<=")):
+            for route, value in (bounds or {}).items():
+                if route not in ROUTES:
+                    raise ValueError(f"unknown route {route!r} in a score bound; routes are {list(ROUTES)}")
+                clauses.append(f"score_{route} {op} {float(value)!r}")
+        if self.before_seq is not None:
+            clauses.append(f"seq < {int(self.before_seq)}")
+        return " AND ".join(clauses) or None
+
+
+def _timestamp(moment: datetime) -> str:
+    return f"arrow_cast({int(moment.timestamp() * 1_000_000)}, 'Timestamp(Microsecond, Some(\"UTC\"))')"
+
+
+class RoutingLog:
+    def __init__(
+        self,
+        table: Any,
+        dimension: int,
+        *,
+        query_text: QueryText = "full",
+        flush_seconds: float = 1.0,
+        max_batch: int = 1000,
+        max_buffer: int = 100_000,
+    ) -> None:
+        self._table = table
+        self.dimension = dimension
+        self.schema = schema(dimension)
+        self.query_text = query_text
+        self.flush_seconds = flush_seconds
+        self.max_batch = max_batch
+        self._buffer: deque[dict[str, Any]] = deque()
+        self.max_buffer = max_buffer
+        self._wake = anyio.Event()
+        self._write_lock = anyio.Lock()
+        self.written = 0
+        self.dropped = 0
+
+    @classmethod
+    async def open(
+        cls,
+        uri: str,
+        table: str,
+        dimension: int,
+        *,
+        storage_options: Mapping[str, str] | None = None,
+        read_consistency: timedelta | None = None,
+        **options: Any,
+    ) -> RoutingLog:
+        wanted = schema(dimension)
+        try:
+            db = await lancedb.connect_async(
+                uri, storage_options=dict(storage_options or {}) or None, read_consistency_interval=read_consistency
+            )
+            try:
+                handle = await db.open_table(table)
+            except ValueError:
+                handle = await db.create_table(table, schema=wanted, exist_ok=True)
+            existing = await handle.schema()
+        except Exception as exc:
+            raise RoutingLogError(f"cannot open the routing log table {table!r} at {uri}: {exc}") from exc
+        if existing.names != wanted.names or existing.field("vector").type != wanted.field("vector").type:
+            raise RoutingLogError(
+                f"routing log table {table!r} at {uri} has columns {existing.names} "
+                f"({existing.field('vector').type if 'vector' in existing.names else 'no vector'}), not this "
+                f"version's; point routing_log.table at a new table or delete this one"
+            )
+        return cls(handle, dimension, **options)
+
+    # -- writing -------------------------------------------------------------------------------------------------
+
+    def stored_query(self, text: str) -> str:
+        if self.query_text == "hash":
+            return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
+        return text
+
+    def append(self, row: dict[str, Any]) -> None:
+        """Queues one record (a dict with this schema's columns); never blocks."""
+        self._buffer.append(row)
+        overflow = len(self._buffer) - self.max_buffer
+        if overflow > 0:
+            for _ in range(overflow):
+                self._buffer.popleft()
+            self.dropped += overflow
+            log.error("routing_log_dropped", dropped=overflow, total_dropped=self.dropped, buffer=len(self._buffer))
+        if len(self._buffer) >= self.max_batch:
+            self._wake.set()
+
+    @property
+    def pending(self) -> int:
+        return len(self._buffer)
+
+    async def flush(self) -> int:
+        """Writes everything buffered now, as one append; returns how many rows were written."""
+        async with self._write_lock:
+            if not self._buffer:
+                return 0
+            rows = list(self._buffer)
+            try:
+                await self._table.add(pa.Table.from_pylist(rows, schema=self.schema))
+            except Exception as exc:
+                log.warning("routing_log_write_failed", error=str(exc), pending=len(rows))
+                return 0
+            for _ in range(len(rows)):
+                self._buffer.popleft()
+            self.written += len(rows)
+            return len(rows)
+
+    async def run(self) -> None:
+        """The flush loop (a background task): every ``flush_seconds``, or at once when a batch is full."""
+        while True:
+            with anyio.move_on_after(self.flush_seconds):
+                await self._wake.wait()
+            self._wake = anyio.Event()
+            await self.flush()
+
+    async def close(self) -> None:
+        """Writes what is still buffered (a clean shutdown); logs what could not be written."""
+        await self.flush()
+        if self._buffer:
+            log.error("routing_log_unflushed", pending=len(self._buffer))
+
+    async def prune(self, retention_days: float | None, max_records: int | None) -> int:
+        """Deletes rows past the retention; returns how many."""
+        before = int(await self._table.count_rows())
+        if retention_days is not None:
+            cutoff = datetime.now(UTC) - timedelta(days=retention_days)
+            await self._table.delete(f"ts < {_timestamp(cutoff)}")
+        if max_records is not None:
+            count = int(await self._table.count_rows())
+            if count > max_records:
+                seqs = await self._column("seq", None)
+                cut = int(np.sort(seqs)[count - max_records])
+                await self._table.delete(f"seq < {cut}")
+        removed = before - int(await self._table.count_rows())
+        if removed:
+            log.info("routing_log_pruned", removed=removed)
+        return removed
+
+    # -- reading -------------------------------------------------------------------------------------------------
+
+    async def count(self) -> int:
+        return int(await self._table.count_rows())
+
+    async def _column(self, column: str, where: str | None) -> npt.NDArray[Any]:
+        query = self._table.query().select([column])
+        if where:
+            query = query.where(where)
+        table = await query.to_arrow()
+        return np.asarray(table.column(column).to_numpy())
+
+    async def find(
+        self, where: LogFilter, limit: int, columns: Sequence[str] | None = None
+    ) -> tuple[list[dict[str, Any]], int | None]:
+        """The newest ``limit`` records matching ``where``, newest first, and the cursor for the next page (the
+        last ``seq`` returned; None when there are no more)."""
+        predicate = where.predicate()
+        seqs = await self._column("seq", predicate)
+        if len(seqs) == 0:
+            return [], None
+        newest = np.sort(seqs)[::-1][: limit + 1]
+        page = newest[:limit]
+        rows = await self.rows(f"seq IN ({', '.join(str(int(s)) for s in page)})", columns)
+        rows.sort(key=lambda row: row["seq"], reverse=True)
+        return rows, int(page[-1]) if len(newest) > limit else None
+
+    async def rows(self, where: str | None, columns: Sequence[str] | None = None) -> list[dict[str, Any]]:
+        query = self._table.query()
+        if columns:
+            query = query.select(list(columns))
+        if where:
+            query = query.where(where)
+        table = await query.to_arrow()
+        return list(table.to_pylist())
+
+    async def get(self, request_id: str) -> list[dict[str, Any]]:
+        return await self.rows(f"request_id = {sql_literal(request_id)}")
+
+    async def arrow(self, where: str | None, columns: Sequence[str] | None = None) -> pa.Table:
+        query = self._table.query()
+        if columns:
+            query = query.select(list(columns))
+        if where:
+            query = query.where(where)
+        return await query.to_arrow()
+
+
+def failures_json(failures: Sequence[Mapping[str, Any]]) -> str:
+    return json.dumps(list(failures), separators=(",", ":"))
