@@ -30,6 +30,7 @@ import numpy as np
 from models.classifier import Calibrator, RouteClassifier, ShapeScaler
 from models.features import SHAPE_DIMENSION
 from models.policy import Policy, Thresholds
+from models.reference import REFERENCE, Reference, load_reference, reference_bytes
 from models.routes import ROUTES
 
 FORMAT = 1
@@ -45,6 +46,8 @@ class BundleError(RuntimeError):
 class Bundle:
     classifier: RouteClassifier
     manifest: dict[str, Any]
+    reference: Reference | None = None
+    """The training questions and score distribution (explanations, drift); None in bundles made without it."""
 
     @property
     def version(self) -> str:
@@ -102,6 +105,7 @@ def save_bundle(
     thresholds: Thresholds,
     cost_weight: float,
     manifest_fields: dict[str, Any],
+    reference: Reference | None = None,
 ) -> Bundle:
     """Writes a bundle; ``manifest_fields`` adds embedder, calibration, training and metrics entries."""
     payload = _classifier_bytes(classifier)
@@ -116,8 +120,10 @@ def save_bundle(
     }
     atomic_write(directory / CLASSIFIER, payload)
     atomic_write(directory / THRESHOLDS, thresholds_document(thresholds, cost_weight, "router train", 1))
+    if reference is not None:
+        atomic_write(directory / REFERENCE, reference_bytes(reference))
     atomic_write(directory / MANIFEST, (json.dumps(manifest, indent=2) + "\n").encode())
-    return Bundle(classifier=classifier, manifest=manifest)
+    return Bundle(classifier=classifier, manifest=manifest, reference=reference)
 
 
 def record_evaluation(directory: Path, split: str, report: dict[str, Any]) -> None:
@@ -180,7 +186,11 @@ def load_bundle(directory: Path) -> Bundle:
     expected = manifest.get("embedder", {}).get("dimension")
     if expected != classifier.dimension:
         raise BundleError(f"{path}: classifier dimension {classifier.dimension} != manifest's {expected}")
-    return Bundle(classifier=classifier, manifest=manifest)
+    try:
+        reference = load_reference(directory)
+    except (OSError, KeyError, ValueError) as exc:
+        raise BundleError(f"{directory / REFERENCE}: corrupt training reference ({exc})") from exc
+    return Bundle(classifier=classifier, manifest=manifest, reference=reference)
 
 
 @dataclass(frozen=True)

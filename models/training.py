@@ -30,6 +30,7 @@ from models.embedder import Embedder
 from models.metrics import probability_metrics, routed_outcome
 from models.outcomes import Outcomes
 from models.policy import Policy, Thresholds, decide_batch
+from models.reference import build_reference
 from models.routes import ROUTES
 
 FloatArray = npt.NDArray[np.float64]
@@ -184,7 +185,9 @@ def train_bundle(
         },
         "metrics": result.metrics,
     }
+    scores = result.classifier.predict_proba(embeddings, outcomes.questions)
+    reference = build_reference(outcomes.questions, embeddings, outcomes.em, scores)
     bundle = save_bundle(
-        directory, result.classifier, result.policy.thresholds, result.policy.cost_weight, manifest_fields
+        directory, result.classifier, result.policy.thresholds, result.policy.cost_weight, manifest_fields, reference
     )
     return bundle, result.policy

@@ -159,6 +159,7 @@ class RoutingLogSettings(BaseModel):
     retention_days: float | None = Field(30.0, gt=0, description="delete records older than this; None = keep")
     max_records: int | None = Field(1_000_000, ge=1, description="keep at most this many records; None = no cap")
     prune_seconds: float = Field(3600.0, gt=0, description="how often retention runs")
+    protect_reads: bool = Field(False, description="/v1/routing-logs and /v1/stats need the admin key")
 
 
 class ClientSettings(BaseModel):
