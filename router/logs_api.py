@@ -17,7 +17,7 @@ from litestar.datastructures import State
 from litestar.di import NamedDependency
 from litestar.exceptions import NotFoundException, ServiceUnavailableException, ValidationException
 from litestar.handlers.base import BaseRouteHandler
-from litestar.params import Parameter
+from litestar.params import FromPath, FromQuery, QueryParameter
 
 from models.policy import Policy
 from models.reference import DRIFT_ALERT, drift
@@ -27,8 +27,9 @@ from router.routing_log import STAGES, LogFilter, RoutingLog
 from router.service import RouterService
 
 MAX_PAGE = 500
-MIN_DRIFT_ROWS = 50
-"""Fewest records in the window before drift is computed (PSI on fewer is noise)."""
+MIN_DRIFT_ROWS = 200
+"""Fewest records in the window before drift is computed: PSI over 10 bins on fewer is mostly noise (about 0.2 on
+120 in-distribution questions, 0.06 on 420)."""
 DRIFT_SAMPLE = 5_000
 """Newest records whose embeddings the drift index uses."""
 CONFIDENCE_EDGES = [round(0.05 * i, 2) for i in range(21)]
@@ -100,20 +101,20 @@ class RoutingLogsController(Controller):
     async def list_records(
         self,
         service: NamedDependency[RouterService],
-        since: str | None = None,
-        until: str | None = None,
-        route: Annotated[str | None, Parameter(pattern="^(ft|rag|both)$")] = None,
-        status: Annotated[str | None, Parameter(pattern="^(decided|answered|no_answer)$")] = None,
-        fallback: bool | None = None,
-        text: Annotated[str | None, Parameter(max_length=200)] = None,
-        min_ft: Annotated[float | None, Parameter(ge=0, le=1)] = None,
-        min_rag: Annotated[float | None, Parameter(ge=0, le=1)] = None,
-        min_both: Annotated[float | None, Parameter(ge=0, le=1)] = None,
-        max_ft: Annotated[float | None, Parameter(ge=0, le=1)] = None,
-        max_rag: Annotated[float | None, Parameter(ge=0, le=1)] = None,
-        max_both: Annotated[float | None, Parameter(ge=0, le=1)] = None,
-        cursor: Annotated[str | None, Parameter(pattern="^[0-9]{1,19}$")] = None,
-        limit: Annotated[int, Parameter(ge=1, le=MAX_PAGE)] = 50,
+        since: FromQuery[str | None] = None,
+        until: FromQuery[str | None] = None,
+        route: Annotated[str | None, QueryParameter(pattern="^(ft|rag|both)$")] = None,
+        status: Annotated[str | None, QueryParameter(pattern="^(decided|answered|no_answer)$")] = None,
+        fallback: FromQuery[bool | None] = None,
+        text: Annotated[str | None, QueryParameter(max_length=200)] = None,
+        min_ft: Annotated[float | None, QueryParameter(ge=0, le=1)] = None,
+        min_rag: Annotated[float | None, QueryParameter(ge=0, le=1)] = None,
+        min_both: Annotated[float | None, QueryParameter(ge=0, le=1)] = None,
+        max_ft: Annotated[float | None, QueryParameter(ge=0, le=1)] = None,
+        max_rag: Annotated[float | None, QueryParameter(ge=0, le=1)] = None,
+        max_both: Annotated[float | None, QueryParameter(ge=0, le=1)] = None,
+        cursor: Annotated[str | None, QueryParameter(pattern="^[0-9]{1,19}$")] = None,
+        limit: Annotated[int, QueryParameter(ge=1, le=MAX_PAGE)] = 50,
     ) -> dict[str, Any]:
         where = LogFilter(
             since=_time(since, "since"),
@@ -132,7 +133,7 @@ class RoutingLogsController(Controller):
         return {"records": [record_view(r) for r in rows], "next_cursor": str(following) if following else None}
 
     @get("/{request_id:str}", summary="One decision with its explanation")
-    async def one(self, request_id: str, service: NamedDependency[RouterService]) -> dict[str, Any]:
+    async def one(self, request_id: FromPath[str], service: NamedDependency[RouterService]) -> dict[str, Any]:
         log = _log(service)
         await log.flush()
         rows = await log.get(request_id)
@@ -198,8 +199,8 @@ class StatsController(Controller):
         self,
         service: NamedDependency[RouterService],
         state: State,
-        window: Annotated[int, Parameter(ge=60, le=90 * 86_400, description="seconds")] = 3600,
-        buckets: Annotated[int, Parameter(ge=1, le=500)] = 30,
+        window: Annotated[int, QueryParameter(ge=60, le=90 * 86_400, description="seconds")] = 3600,
+        buckets: Annotated[int, QueryParameter(ge=1, le=500)] = 30,
     ) -> dict[str, Any]:
         log = _log(service)
         await log.flush()

@@ -22,7 +22,7 @@ from litestar.datastructures import State
 from litestar.di import NamedDependency
 from litestar.exceptions import NotFoundException, ServiceUnavailableException, ValidationException
 from litestar.handlers.base import BaseRouteHandler
-from litestar.params import JSONBody, Parameter
+from litestar.params import JSONBody, QueryParameter
 
 from models.bundle import ThresholdsRecord
 from models.policy import Policy, Thresholds
@@ -198,7 +198,7 @@ class ThresholdsController(Controller):
 
     @get("/history", guards=[require_reader], summary="The newest versions, newest first (the audit trail)")
     async def history(
-        self, service: NamedDependency[RouterService], limit: Annotated[int, Parameter(ge=1, le=1000)] = 100
+        self, service: NamedDependency[RouterService], limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 100
     ) -> list[HistoryEntry]:
         entries = await _in_store(lambda: service.thresholds_store.history(limit))
         return [

@@ -63,6 +63,7 @@ def test_train_writes_a_bundle_that_eval_can_load(outcomes_path: Path, trained: 
     assert f"bundle {bundle.version}" in printed
     assert bundle.manifest["training"]["rows"] == 300 and bundle.manifest["training"]["split"] == "dev_500"
     assert len(bundle.manifest["training"]["data_sha256"]) == 64
+    assert bundle.reference is not None and len(bundle.reference.questions) == 300  # for explanations and drift
     assert set(bundle.manifest["metrics"]["routes"]) == {"ft", "rag", "both"}
     load_thresholds(out / "thresholds.json")
     eval_args = ["eval", "--outcomes", str(outcomes_path), "--model", str(out), "--json", "--skip-lodo"]

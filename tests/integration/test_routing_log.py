@@ -1,0 +1,179 @@
+"""The durable routing log over HTTP: exactly one record per request (concurrent ones too, across a clean restart),
+filters, pagination, one decision explained, stats on known traffic, privacy and retention."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx
+import pytest
+
+from router.routing_log import RoutingLog
+from router.settings import Settings
+from tests.integration.conftest import LiveService, serve
+
+QUESTIONS = [
+    "who wrote the novel pride and prejudice",
+    "How do I serve several LoRA adapters with vLLM?",
+    "What does the alpha parameter of LoRA control?",
+    "when did the berlin wall fall",
+    "Which film came out first, the one directed by the director of Alien or Blade Runner?",
+    "what is the capital of australia",
+]
+
+
+def settings(tmp: Path, corpus_uri: str, **routing_log: Any) -> Settings:
+    uri = tmp / "lancedb"
+    if not uri.exists():
+        shutil.copytree(corpus_uri, uri)
+    return Settings(
+        retrieval={"uri": str(uri)},
+        thresholds={"uri": str(tmp / "thresholds")},
+        routing_log=routing_log,
+        log={"format": "json"},
+    )
+
+
+def send(client: httpx.Client, i: int, **body: Any) -> httpx.Response:
+    endpoint = "/v1/route" if body.pop("decide_only", False) else "/v1/query"
+    response = client.post(
+        endpoint, json={"query": QUESTIONS[i % len(QUESTIONS)], **body}, headers={"X-Request-ID": f"req-{i:03d}"}
+    )
+    assert response.status_code == 200, response.text
+    return response
+
+
+def all_records(client: httpx.Client, **params: Any) -> list[dict[str, Any]]:
+    records, cursor = [], None
+    while True:
+        page = client.get("/v1/routing-logs", params={**params, **({"cursor": cursor} if cursor else {})}).json()
+        records += page["records"]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            return records
+
+
+def test_every_request_is_stored_once_also_concurrent_ones_and_across_a_clean_restart(
+    tmp_path: Path, corpus_uri: str
+) -> None:
+    # a flush interval far longer than the test: only the clean stop can have written the last records
+    config = settings(tmp_path, corpus_uri, flush_seconds=300)
+    with serve(config) as live, httpx.Client(base_url=live.url, timeout=60) as client:
+        for i in range(10):
+            send(client, i, decide_only=i % 2 == 0)
+        with ThreadPoolExecutor(8) as pool:
+            list(pool.map(lambda i: send(client, i), range(10, 40)))
+        assert len(all_records(client, limit=7)) == 40  # reading flushes what is buffered
+        for i in range(40, 50):
+            send(client, i)  # buffered when the service stops
+    with serve(config) as live, httpx.Client(base_url=live.url, timeout=60) as client:
+        records = all_records(client, limit=500)
+    ids = [r["request_id"] for r in records]
+    assert sorted(ids) == [f"req-{i:03d}" for i in range(50)]  # exactly one record each, none lost
+    assert [r["seq"] for r in records] == sorted((r["seq"] for r in records), key=int, reverse=True)
+
+
+@pytest.fixture(scope="module")
+def traffic(tmp_path_factory: pytest.TempPathFactory, corpus_uri: str) -> Any:
+    """A service with known traffic: 12 policy-routed queries, 6 forced to ft, 4 forced to both, 6 decisions."""
+    tmp = tmp_path_factory.mktemp("routing-log")
+    with serve(settings(tmp, corpus_uri)) as live, httpx.Client(base_url=live.url, timeout=60) as client:
+        for i in range(12):
+            send(client, i)
+        for i in range(12, 18):
+            send(client, i, route="ft")
+        for i in range(18, 22):
+            send(client, i, route="both")
+        for i in range(22, 28):
+            send(client, i, decide_only=True)
+        yield live, client
+
+
+def test_filters_and_pages_on_known_traffic(traffic: tuple[LiveService, httpx.Client]) -> None:
+    _, client = traffic
+    everything = all_records(client, limit=5)
+    assert len(everything) == 28 and len({r["request_id"] for r in everything}) == 28
+    forced = Counter(r["route"] for r in everything if r["route_source"] == "request")
+    assert forced == {"ft": 6, "both": 4}
+    assert len(all_records(client, route="both")) == sum(r["route"] == "both" for r in everything)
+    assert len(all_records(client, status="decided")) == 6
+    assert len(all_records(client, status="answered")) == 22
+    assert all_records(client, fallback=True) == []  # no LLM configured: extractive is the plan, not a fallback
+    lora = all_records(client, text="LoRA")
+    assert lora and all("LoRA" in r["query"] for r in lora)
+    confident = all_records(client, min_ft=0.3)
+    assert confident == [r for r in everything if r["scores"]["ft"] >= 0.3]
+    first = everything[0]
+    window = all_records(client, since=first["ts"], until="2100-01-01T00:00:00Z")
+    assert first["request_id"] in {r["request_id"] for r in window}
+    for bad in ({"route": "web"}, {"min_ft": 2}, {"since": "yesterday"}, {"limit": 0}, {"cursor": "abc"}):
+        response = client.get("/v1/routing-logs", params=bad)
+        assert response.status_code == 400, (bad, response.text)
+
+
+def test_one_decision_is_explained(traffic: tuple[LiveService, httpx.Client]) -> None:
+    _, client = traffic
+    record = client.get("/v1/routing-logs/req-004").json()
+    assert record["request_id"] == "req-004" and record["query"] == QUESTIONS[4]
+    explanation = record["explanation"]
+    assert explanation["chosen"] == record["route"] and explanation["chosen_by"] == "policy"
+    utilities = {route: m["utility"] for route, m in explanation["margins"].items()}
+    eligible = [route for route, m in explanation["margins"].items() if m["above_threshold"]] or list(utilities)
+    assert record["route"] == max(eligible, key=lambda route: utilities[route])  # the policy, recomputed
+    neighbours = explanation["neighbours"]
+    assert len(neighbours) == 5 and all(n["best_route"] in {"ft", "rag", "both", None} for n in neighbours)
+    assert [n["similarity"] for n in neighbours] == sorted((n["similarity"] for n in neighbours), reverse=True)
+    assert client.get("/v1/routing-logs/nobody").status_code == 404
+
+
+def test_stats_agree_with_the_records(traffic: tuple[LiveService, httpx.Client]) -> None:
+    _, client = traffic
+    stats = client.get("/v1/stats", params={"window": 3600, "buckets": 12}).json()
+    records = all_records(client)
+    assert stats["requests"] == len(records) == 28
+    counts = Counter(r["route"] for r in records)
+    assert stats["mix"] == {route: round(counts[route] / 28, 4) for route in ("ft", "rag", "both")}
+    per_route = {route: sum(b["counts"][route] for b in stats["buckets"]) for route in ("ft", "rag", "both")}
+    assert per_route == {route: counts[route] for route in ("ft", "rag", "both")}
+    assert sum(b["requests"] for b in stats["buckets"]) == 28 and len(stats["buckets"]) == 12
+    for route in ("ft", "rag", "both"):
+        assert sum(stats["confidence"][route]["counts"]) == 28
+    assert stats["latency_ms"]["total"]["p50"] > 0 and stats["latency_ms"]["retrieve"]["p50"] is not None
+    assert stats["fallback_rate"] == 0.0 and stats["drift"] is None  # fewer than 200 records: no drift figure
+    assert client.get("/v1/stats", params={"window": 10}).status_code == 400
+
+
+def test_query_text_can_be_stored_hashed(tmp_path: Path, corpus_uri: str) -> None:
+    with (
+        serve(settings(tmp_path, corpus_uri, query_text="hash")) as live,
+        httpx.Client(base_url=live.url, timeout=60) as client,
+    ):
+        send(client, 1, decide_only=True)
+        (record,) = all_records(client)
+    assert record["query"] == "sha256:" + hashlib.sha256(QUESTIONS[1].encode()).hexdigest()
+    stored = b"".join(f.read_bytes() for f in (tmp_path / "lancedb" / "routing_log.lance").rglob("*") if f.is_file())
+    assert stored and QUESTIONS[1].encode() not in stored
+
+
+def test_retention_keeps_the_newest_records(tmp_path: Path, corpus_uri: str) -> None:
+    config = settings(tmp_path, corpus_uri)
+    with serve(config) as live, httpx.Client(base_url=live.url, timeout=60) as client:
+        for i in range(8):
+            send(client, i, decide_only=True)
+        all_records(client)  # flushed
+
+    async def prune() -> int:
+        log = await RoutingLog.open(str(tmp_path / "lancedb"), "routing_log", 384)
+        removed = await log.prune(retention_days=None, max_records=5)
+        return removed + 0 * await log.count()
+
+    assert anyio.run(prune) == 3
+    with serve(config) as live, httpx.Client(base_url=live.url, timeout=60) as client:
+        kept = [r["request_id"] for r in all_records(client)]
+    assert kept == [f"req-{i:03d}" for i in range(7, 2, -1)]
