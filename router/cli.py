@@ -1,4 +1,4 @@
-"""The ``router`` command (also ``python -m router``): serve, ingest, label, train, eval, thresholds.
+"""The ``router`` command (also ``python -m router``): serve, ingest, label, train, eval, thresholds, logs.
 
 Settings come from ``ROUTER_*`` environment variables; flags given here override them for one run.
 """
@@ -14,7 +14,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from router import thresholds_cli
+from router import logs_cli, thresholds_cli
 from router.settings import Settings, get_settings
 
 
@@ -183,6 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--json", action="store_true", help="print the whole report as one JSON object")
     evaluate.add_argument("--record", action="store_true", help="store the headline figures in the bundle's manifest")
     thresholds_cli.add_parser(sub)
+    logs_cli.add_parser(sub)
     return parser
 
 
@@ -193,6 +194,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, Settings], int]] = {
     "train": _train,
     "eval": _eval,
     "thresholds": thresholds_cli.run,
+    "logs": logs_cli.run,
 }
 
 
@@ -203,8 +205,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     from models.bundle import BundleError
     from models.outcomes import OutcomesError
     from router.labelling import QuestionsError
+    from router.routing_log import RoutingLogError
 
-    expected: tuple[type[Exception], ...] = (BundleError, OutcomesError, DocumentError, BackendError, QuestionsError)
+    expected: tuple[type[Exception], ...] = (
+        BundleError, OutcomesError, DocumentError, BackendError, QuestionsError, RoutingLogError
+    )  # fmt: skip
     try:
         return COMMANDS[args.command](args, get_settings())
     except expected as exc:

@@ -95,6 +95,7 @@ class LogFilter:
     min_scores: Mapping[str, float] | None = None
     max_scores: Mapping[str, float] | None = None
     before_seq: int | None = None
+    after_seq: int | None = None
 
     def predicate(self) -> str | None:
         clauses = []
@@ -118,6 +119,8 @@ class LogFilter:
                 clauses.append(f"score_{route} {op} {float(value)!r}")
         if self.before_seq is not None:
             clauses.append(f"seq < {int(self.before_seq)}")
+        if self.after_seq is not None:
+            clauses.append(f"seq > {int(self.after_seq)}")
         return " AND ".join(clauses) or None
 
 
@@ -154,13 +157,14 @@ class RoutingLog:
         cls,
         uri: str,
         table: str,
-        dimension: int,
+        dimension: int | None,
         *,
         storage_options: Mapping[str, str] | None = None,
         read_consistency: timedelta | None = None,
         **options: Any,
     ) -> RoutingLog:
-        wanted = schema(dimension)
+        """Opens (creating when absent) the table. With ``dimension`` None (a reader such as ``router logs``), the
+        table must exist and its own dimension is used."""
         try:
             db = await lancedb.connect_async(
                 uri, storage_options=dict(storage_options or {}) or None, read_consistency_interval=read_consistency
@@ -168,10 +172,17 @@ class RoutingLog:
             try:
                 handle = await db.open_table(table)
             except ValueError:
-                handle = await db.create_table(table, schema=wanted, exist_ok=True)
+                if dimension is None:
+                    raise RoutingLogError(f"no routing log table {table!r} at {uri} yet") from None
+                handle = await db.create_table(table, schema=schema(dimension), exist_ok=True)
             existing = await handle.schema()
+        except RoutingLogError:
+            raise
         except Exception as exc:
             raise RoutingLogError(f"cannot open the routing log table {table!r} at {uri}: {exc}") from exc
+        if dimension is None:
+            dimension = int(getattr(existing.field("vector").type, "list_size", 0)) if "vector" in existing.names else 0
+        wanted = schema(dimension)
         if existing.names != wanted.names or existing.field("vector").type != wanted.field("vector").type:
             raise RoutingLogError(
                 f"routing log table {table!r} at {uri} has columns {existing.names} "

@@ -4,7 +4,9 @@ filters, pagination, one decision explained, stats on known traffic, privacy and
 from __future__ import annotations
 
 import hashlib
+import json
 import shutil
+import threading
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -12,10 +14,12 @@ from typing import Any
 
 import anyio
 import httpx
+import pyarrow.parquet as pq
 import pytest
 
+from router.cli import main
 from router.routing_log import RoutingLog
-from router.settings import Settings
+from router.settings import Settings, get_settings
 from tests.integration.conftest import LiveService, serve
 
 QUESTIONS = [
@@ -177,3 +181,36 @@ def test_retention_keeps_the_newest_records(tmp_path: Path, corpus_uri: str) -> 
     with serve(config) as live, httpx.Client(base_url=live.url, timeout=60) as client:
         kept = [r["request_id"] for r in all_records(client)]
     assert kept == [f"req-{i:03d}" for i in range(7, 2, -1)]
+
+
+def test_logs_cli_queries_tails_and_exports(
+    traffic: tuple[LiveService, httpx.Client],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    live, client = traffic
+    monkeypatch.setenv("ROUTER_RETRIEVAL__URI", live.settings.retrieval.uri)
+    get_settings.cache_clear()
+    try:
+        all_records(client)  # flushed
+        assert main(["logs", "query", "--json", "--limit", "100", "--route", "ft"]) == 0
+        rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+        assert rows and all(r["route"] == "ft" for r in rows) and "vector" not in rows[0]
+        assert main(["logs", "query", "--limit", "3"]) == 0
+        lines = capsys.readouterr().out.splitlines()
+        assert len(lines) == 3 and "req-027" in lines[0]
+        for name in ("all.jsonl", "all.parquet"):
+            assert main(["logs", "export", "--out", str(tmp_path / name)]) == 0
+            assert "28 records written" in capsys.readouterr().err
+        exported = [json.loads(line) for line in (tmp_path / "all.jsonl").read_text().splitlines()]
+        assert [r["request_id"] for r in exported] == [f"req-{i:03d}" for i in range(28)]  # oldest first
+        assert pq.read_table(tmp_path / "all.parquet").num_rows == 28
+        later = threading.Timer(0.5, lambda: [send(client, i, decide_only=True) for i in range(100, 103)])
+        later.start()
+        assert main(["logs", "tail", "--last", "1", "--count", "3", "--interval", "0.2", "--json"]) == 0
+        later.join()
+        tailed = [json.loads(line)["request_id"] for line in capsys.readouterr().out.splitlines()]
+        assert tailed == ["req-027", "req-100", "req-101", "req-102"]
+    finally:
+        get_settings.cache_clear()
