@@ -20,6 +20,7 @@ from router.documents_api import DocumentsController
 from router.errors import EXCEPTION_HANDLERS
 from router.labelled import OutcomesScorer
 from router.logs import configure_logging
+from router.logs_api import RoutingLogsController, StatsController
 from router.middleware import RequestContextMiddleware, before_send
 from router.openai_api import OpenAIController
 from router.resources import ConfigurationError, open_service
@@ -85,6 +86,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
             DocumentsController,
             OpenAIController,
             ThresholdsController,
+            RoutingLogsController,
+            StatsController,
         ],
         dependencies={"service": Provide(provide_service, sync_to_thread=False)},
         lifespan=[lifespan],
