@@ -182,6 +182,18 @@ def explain(row: dict[str, Any], service: RouterService) -> dict[str, Any]:
     }
 
 
+UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86_400}
+MAX_WINDOW = 90 * 86_400
+
+
+def _duration(window: str) -> int:
+    unit = window[-1] if window[-1] in UNITS else "s"
+    seconds = int(window.rstrip("smhd")) * UNITS[unit]
+    if not 60 <= seconds <= MAX_WINDOW:
+        raise ValidationException(f"window must be between 60 s and 90 days, got {window}")
+    return seconds
+
+
 def _percentiles(values: np.ndarray) -> dict[str, float | None]:
     if len(values) == 0:
         return {"p50": None, "p95": None, "p99": None}
@@ -199,13 +211,16 @@ class StatsController(Controller):
         self,
         service: NamedDependency[RouterService],
         state: State,
-        window: Annotated[int, QueryParameter(ge=60, le=90 * 86_400, description="seconds")] = 3600,
+        window: Annotated[
+            str, QueryParameter(pattern=r"^[0-9]+[smhd]?$", description="seconds, or with a unit: 15m, 1h, 7d")
+        ] = "3600",
         buckets: Annotated[int, QueryParameter(ge=1, le=500)] = 30,
     ) -> dict[str, Any]:
+        seconds = _duration(window)
         log = _log(service)
         await log.flush()
         until = datetime.now(UTC)
-        since = until - timedelta(seconds=window)
+        since = until - timedelta(seconds=seconds)
         where = LogFilter(since=since).predicate()
         columns = ["seq", "ts", "route", "status", "fallback", "fallback_reason", "score_ft", "score_rag",
                    "score_both", *(f"ms_{stage}" for stage in STAGES)]  # fmt: skip
@@ -214,7 +229,7 @@ class StatsController(Controller):
         routes = np.asarray(table.column("route").to_pylist(), dtype=object)
         ts = np.asarray([t.timestamp() for t in table.column("ts").to_pylist()], dtype=np.float64)
         fallback = np.asarray(table.column("fallback").to_pylist(), dtype=bool)
-        width = window / buckets
+        width = seconds / buckets
         index = np.clip(((ts - since.timestamp()) // width).astype(int), 0, buckets - 1) if n else np.array([], int)
         series = []
         for b in range(buckets):
@@ -239,7 +254,7 @@ class StatsController(Controller):
             if reason:
                 reasons[reason] = reasons.get(reason, 0) + 1
         result = {
-            "window_seconds": window,
+            "window_seconds": seconds,
             "since": since.isoformat(),
             "until": until.isoformat(),
             "requests": n,

@@ -150,7 +150,9 @@ def test_stats_agree_with_the_records(traffic: tuple[LiveService, httpx.Client])
         assert sum(stats["confidence"][route]["counts"]) == 28
     assert stats["latency_ms"]["total"]["p50"] > 0 and stats["latency_ms"]["retrieve"]["p50"] is not None
     assert stats["fallback_rate"] == 0.0 and stats["drift"] is None  # fewer than 200 records: no drift figure
-    assert client.get("/v1/stats", params={"window": 10}).status_code == 400
+    assert client.get("/v1/stats", params={"window": "1h", "buckets": 12}).json()["requests"] == 28
+    for bad in ("10", "1y", "-5m", "100d"):
+        assert client.get("/v1/stats", params={"window": bad}).status_code == 400, bad
 
 
 def test_query_text_can_be_stored_hashed(tmp_path: Path, corpus_uri: str) -> None:
