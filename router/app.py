@@ -21,6 +21,7 @@ from router.errors import EXCEPTION_HANDLERS
 from router.labelled import OutcomesScorer
 from router.logs import configure_logging
 from router.logs_api import RoutingLogsController, StatsController
+from router.metrics import Metrics, scrape
 from router.middleware import RequestContextMiddleware, before_send
 from router.openai_api import OpenAIController
 from router.resources import ConfigurationError, open_service
@@ -48,6 +49,8 @@ async def lifespan(app: Litestar) -> AsyncIterator[None]:
         raise
     async with stack, anyio.create_task_group() as tasks:
         app.state.service = service
+        service.observers.append(app.state.metrics.observe)
+        app.state.metrics.set_thresholds(service.tuning.record.version, service.tuning.policy.cost_weight)
         tasks.start_soon(_poll_thresholds, service, app.state.settings.thresholds.poll_seconds)
         if service.routing_log is not None:
             tasks.start_soon(service.routing_log.run)
@@ -88,6 +91,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             ThresholdsController,
             RoutingLogsController,
             StatsController,
+            scrape,
         ],
         dependencies={"service": Provide(provide_service, sync_to_thread=False)},
         lifespan=[lifespan],
@@ -98,6 +102,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             {
                 "settings": settings,
                 "service": None,
+                "metrics": Metrics(),
                 "outcomes": OutcomesScorer(settings.thresholds.outcomes_file, settings.thresholds.outcomes_split),
             }
         ),

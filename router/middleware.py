@@ -3,7 +3,8 @@ contextvars, returned in the ``X-Request-ID`` response header, and one canonical
 method, path, status and duration.
 
 The middleware binds the id for routed requests; the ``before_send`` hook runs for every response (unknown paths
-and errors included), adds the header, and logs the canonical line when the body is complete.
+and errors included), adds the header, and when the body is complete logs the canonical line and counts the
+request in the app's metrics (by route template, ``unmatched`` when no route matched).
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ import structlog
 from litestar.datastructures import MutableScopeHeaders
 from litestar.enums import ScopeType
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
+
+from router.metrics import UNMATCHED, Metrics
 
 HEADER = "x-request-id"
 _VALID_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
@@ -53,6 +56,7 @@ async def before_send(message: Message, scope: Scope) -> None:
         state["status"] = message["status"]
     elif message["type"] == "http.response.body" and not message.get("more_body", False):
         status = state.get("status", 0)
+        seconds = time.perf_counter() - state["started"]
         log.log(
             40 if status >= 500 else 20,
             "request_completed",
@@ -60,5 +64,8 @@ async def before_send(message: Message, scope: Scope) -> None:
             method=scope["method"],
             path=scope["path"],
             status=status,
-            duration_ms=round((time.perf_counter() - state["started"]) * 1000, 2),
+            duration_ms=round(seconds * 1000, 2),
         )
+        metrics: Metrics | None = scope["litestar_app"].state.get("metrics")
+        if metrics is not None:
+            metrics.observe_http(scope["method"], scope.get("path_template") or UNMATCHED, status, seconds)
