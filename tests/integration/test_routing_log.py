@@ -7,6 +7,7 @@ import hashlib
 import json
 import shutil
 import threading
+import uuid
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -20,6 +21,7 @@ import pytest
 from router.cli import main
 from router.routing_log import RoutingLog
 from router.settings import Settings, get_settings
+from tests.conftest import S3_BUCKET, s3_options
 from tests.integration.conftest import LiveService, serve
 
 QUESTIONS = [
@@ -216,3 +218,18 @@ def test_logs_cli_queries_tails_and_exports(
         assert tailed == ["req-027", "req-100", "req-101", "req-102"]
     finally:
         get_settings.cache_clear()
+
+
+def test_two_instances_log_to_one_table_on_object_storage(tmp_path: Path, corpus_uri: str, s3_endpoint: str) -> None:
+    shared = {"uri": f"s3://{S3_BUCKET}/routing-{uuid.uuid4().hex}", "storage_options": s3_options(s3_endpoint)}
+    with (
+        serve(settings(tmp_path / "a", corpus_uri, **shared)) as a,
+        serve(settings(tmp_path / "b", corpus_uri, **shared)) as b,
+        httpx.Client(base_url=a.url, timeout=60) as client_a,
+        httpx.Client(base_url=b.url, timeout=60) as client_b,
+    ):
+        with ThreadPoolExecutor(4) as pool:
+            list(pool.map(lambda i: send(client_a if i % 2 else client_b, i, decide_only=True), range(12)))
+        client_b.get("/v1/routing-logs")  # b's buffer written
+        ids = sorted(r["request_id"] for r in all_records(client_a))
+    assert ids == [f"req-{i:03d}" for i in range(12)]  # a sees b's records in the shared table
