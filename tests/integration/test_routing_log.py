@@ -17,6 +17,7 @@ import anyio
 import httpx
 import pyarrow.parquet as pq
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from router.cli import main
 from router.routing_log import RoutingLog
@@ -233,3 +234,19 @@ def test_two_instances_log_to_one_table_on_object_storage(tmp_path: Path, corpus
         client_b.get("/v1/routing-logs")  # b's buffer written
         ids = sorted(r["request_id"] for r in all_records(client_a))
     assert ids == [f"req-{i:03d}" for i in range(12)]  # a sees b's records in the shared table
+
+
+def test_logs_stats_and_metrics_agree(traffic: tuple[LiveService, httpx.Client]) -> None:
+    _, client = traffic
+    records = all_records(client)
+    stats = client.get("/v1/stats", params={"window": "1h"}).json()
+    scraped: Counter[tuple[str, str]] = Counter()
+    for family in text_string_to_metric_families(client.get("/metrics").text):
+        for sample in family.samples:
+            if sample.name == "router_decisions_total":
+                scraped[(sample.labels["route"], sample.labels["status"])] += int(sample.value)
+    logged = Counter((r["route"], r["status"]) for r in records)
+    assert +scraped == logged  # the same decisions, counted the same way
+    assert stats["requests"] == len(records) == sum(scraped.values())
+    routes = Counter(r["route"] for r in records)
+    assert stats["mix"] == {route: round(routes[route] / len(records), 4) for route in ("ft", "rag", "both")}
