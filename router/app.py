@@ -16,6 +16,7 @@ from litestar.openapi import OpenAPIConfig
 from backends.errors import BackendError
 from models.bundle import BundleError
 from router.api import HealthController, RoutingController
+from router.dashboard import DashboardController
 from router.documents_api import DocumentsController
 from router.errors import EXCEPTION_HANDLERS
 from router.labelled import OutcomesScorer
@@ -89,6 +90,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             DocumentsController,
             OpenAIController,
             ThresholdsController,
+            DashboardController,
             RoutingLogsController,
             StatsController,
             scrape,

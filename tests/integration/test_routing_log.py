@@ -38,7 +38,7 @@ QUESTIONS = [
 def settings(tmp: Path, corpus_uri: str, **routing_log: Any) -> Settings:
     uri = tmp / "lancedb"
     if not uri.exists():
-        shutil.copytree(corpus_uri, uri)
+        shutil.copytree(corpus_uri, uri, ignore=shutil.ignore_patterns("routing_log.lance"))  # other tests log there
     return Settings(
         retrieval={"uri": str(uri)},
         thresholds={"uri": str(tmp / "thresholds")},
