@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
+from datetime import UTC, datetime, timedelta
 
 import anyio
 import structlog
@@ -21,7 +22,7 @@ from router.documents_api import DocumentsController
 from router.errors import EXCEPTION_HANDLERS
 from router.labelled import OutcomesScorer
 from router.logs import configure_logging
-from router.logs_api import RoutingLogsController, StatsController
+from router.logs_api import RoutingLogsController, StatsController, window_drift
 from router.metrics import Metrics, scrape
 from router.middleware import RequestContextMiddleware, before_send
 from router.openai_api import OpenAIController
@@ -56,6 +57,7 @@ async def lifespan(app: Litestar) -> AsyncIterator[None]:
         if service.routing_log is not None:
             tasks.start_soon(service.routing_log.run)
             tasks.start_soon(_prune_routing_log, service.routing_log, app.state.settings)
+            tasks.start_soon(_refresh_drift, service, service.routing_log, app.state.metrics)
         try:
             yield
         finally:
@@ -78,6 +80,23 @@ async def _prune_routing_log(routing_log: RoutingLog, settings: Settings) -> Non
         except Exception as exc:  # retention must never stop the service; it is retried next round
             log.warning("routing_log_prune_failed", error=str(exc))
         await anyio.sleep(cfg.prune_seconds)
+
+
+DRIFT_REFRESH_S = 60
+DRIFT_WINDOW = timedelta(hours=1)
+
+
+async def _refresh_drift(service: RouterService, routing_log: RoutingLog, metrics: Metrics) -> None:
+    """Keeps the drift gauge current for scrapers: the last hour's drift, every minute."""
+    while True:
+        await anyio.sleep(DRIFT_REFRESH_S)
+        try:
+            found = await window_drift(service, routing_log, datetime.now(UTC) - DRIFT_WINDOW)
+        except Exception as exc:  # a failed round keeps the last value; the next one retries
+            log.warning("drift_refresh_failed", error=str(exc))
+            continue
+        if found is not None:
+            metrics.set_drift(found["index"])
 
 
 def create_app(settings: Settings | None = None) -> Litestar:

@@ -19,6 +19,7 @@ from litestar.exceptions import NotFoundException, ServiceUnavailableException, 
 from litestar.handlers.base import BaseRouteHandler
 from litestar.params import FromPath, FromQuery, QueryParameter
 
+from backends.lancedb import sql_literal
 from models.policy import Policy
 from models.reference import DRIFT_ALERT, drift
 from models.routes import ROUTES
@@ -271,32 +272,35 @@ class StatsController(Controller):
             },
             "fallback_rate": round(float(fallback.mean()), 4) if n else 0.0,
             "fallbacks_by_reason": reasons,
-            "drift": await self._drift(service, log, where, n),
+            "drift": await window_drift(service, log, since) if n >= MIN_DRIFT_ROWS else None,
         }
         metrics = getattr(state, "metrics", None)
         if metrics is not None and result["drift"] is not None:
             metrics.set_drift(result["drift"]["index"])
         return result
 
-    async def _drift(self, service: RouterService, log: RoutingLog, where: str | None, n: int) -> dict[str, Any] | None:
-        reference = service.bundle.reference
-        if reference is None or n < MIN_DRIFT_ROWS:
-            return None
-        model = f"model_version = '{service.bundle.version}'"
-        table = await log.arrow(f"({where}) AND {model}" if where else model, ["seq", "vector", *(
-            f"score_{r}" for r in ROUTES)])  # fmt: skip
-        order = np.argsort(-table.column("seq").to_numpy())[:DRIFT_SAMPLE]
-        vectors = np.asarray(table.column("vector").to_pylist(), dtype=np.float32)[order]
-        live = np.column_stack([table.column(f"score_{r}").to_numpy() for r in ROUTES])[order]
-        if len(live) < MIN_DRIFT_ROWS:
-            return None
-        found = drift(reference, live.astype(np.float64), vectors)
-        return {
-            "index": found.index,
-            "alert_level": DRIFT_ALERT,
-            "alert": found.alert,
-            "scores": found.scores,
-            "embedding": found.embedding,
-            "live_rows": len(live),
-            "reference_rows": len(reference.questions),
-        }
+
+async def window_drift(service: RouterService, log: RoutingLog, since: datetime) -> dict[str, Any] | None:
+    """Drift of the newest ``DRIFT_SAMPLE`` records since ``since`` (this bundle's) against the bundle's training
+    reference; None without a reference or with fewer than ``MIN_DRIFT_ROWS`` records."""
+    reference = service.bundle.reference
+    if reference is None:
+        return None
+    where = f"{LogFilter(since=since).predicate()} AND model_version = {sql_literal(service.bundle.version)}"
+    seqs = np.sort(await log.column("seq", where))
+    if len(seqs) < MIN_DRIFT_ROWS:
+        return None
+    newest = int(seqs[-DRIFT_SAMPLE:][0])
+    table = await log.arrow(f"{where} AND seq >= {newest}", ["vector", *(f"score_{r}" for r in ROUTES)])
+    vectors = np.asarray(table.column("vector").to_pylist(), dtype=np.float32)
+    live = np.column_stack([table.column(f"score_{r}").to_numpy() for r in ROUTES]).astype(np.float64)
+    found = drift(reference, live, vectors)
+    return {
+        "index": found.index,
+        "alert_level": DRIFT_ALERT,
+        "alert": found.alert,
+        "scores": found.scores,
+        "embedding": found.embedding,
+        "live_rows": len(live),
+        "reference_rows": len(reference.questions),
+    }

@@ -132,7 +132,7 @@ class Metrics:
         self.knob.set(cost_weight)
 
     def set_drift(self, value: float) -> None:
-        """The latest drift index (set when ``/v1/stats`` computes drift); starts at 0, non-finite values are
+        """The latest drift index (every minute, and at each ``/v1/stats``); starts at 0, non-finite values are
         ignored so the gauge never exposes NaN."""
         if math.isfinite(value):
             self.drift_index.set(value)

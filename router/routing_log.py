@@ -253,7 +253,7 @@ class RoutingLog:
         if max_records is not None:
             count = int(await self._table.count_rows())
             if count > max_records:
-                seqs = await self._column("seq", None)
+                seqs = await self.column("seq", None)
                 cut = int(np.sort(seqs)[count - max_records])
                 await self._table.delete(f"seq < {cut}")
         removed = before - int(await self._table.count_rows())
@@ -266,7 +266,7 @@ class RoutingLog:
     async def count(self) -> int:
         return int(await self._table.count_rows())
 
-    async def _column(self, column: str, where: str | None) -> npt.NDArray[Any]:
+    async def column(self, column: str, where: str | None) -> npt.NDArray[Any]:
         query = self._table.query().select([column])
         if where:
             query = query.where(where)
@@ -279,7 +279,7 @@ class RoutingLog:
         """The newest ``limit`` records matching ``where``, newest first, and the cursor for the next page (the
         last ``seq`` returned; None when there are no more)."""
         predicate = where.predicate()
-        seqs = await self._column("seq", predicate)
+        seqs = await self.column("seq", predicate)
         if len(seqs) == 0:
             return [], None
         newest = np.sort(seqs)[::-1][: limit + 1]
