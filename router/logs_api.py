@@ -24,7 +24,7 @@ from models.policy import Policy
 from models.reference import DRIFT_ALERT, drift
 from models.routes import ROUTES
 from router.auth import require_admin
-from router.routing_log import STAGES, LogFilter, RoutingLog
+from router.routing_log import LIGHT_COLUMNS, STAGES, LogFilter, RoutingLog
 from router.service import RouterService
 
 MAX_PAGE = 500
@@ -34,12 +34,6 @@ MIN_DRIFT_ROWS = 200
 DRIFT_SAMPLE = 5_000
 """Newest records whose embeddings the drift index uses."""
 CONFIDENCE_EDGES = [round(0.05 * i, 2) for i in range(21)]
-LIGHT_COLUMNS = [
-    "seq", "ts", "request_id", "endpoint", "query", "route", "route_source", "score_ft", "score_rag", "score_both",
-    "cost_weight", "knob_source", "thresholds_version", "model_version", "status", "answered_by", "llm_model",
-    "fallback", "fallback_to", "fallback_reason", "failures", "source_ids", "answer_chars",
-    *(f"ms_{stage}" for stage in STAGES),
-]  # fmt: skip
 
 
 def require_log_reader(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:

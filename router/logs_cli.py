@@ -12,10 +12,9 @@ from typing import Any
 
 import anyio
 
-from router.routing_log import LogFilter, RoutingLog
+from models.routes import ROUTES
+from router.routing_log import LIGHT_COLUMNS, LogFilter, RoutingLog
 from router.settings import Settings
-
-ROUTES = ("ft", "rag", "both")
 
 
 def add_parser(sub: Any) -> None:
@@ -104,13 +103,12 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
         storage_options=options,
         read_consistency=timedelta(0),  # every read sees the newest writes (tail)
     )
-    light = [name for name in log.schema.names if name != "vector"]
     if args.action == "query":
-        rows, _ = await log.find(_filter(args), args.limit, light)
+        rows, _ = await log.find(_filter(args), args.limit, LIGHT_COLUMNS)
         _print(rows, args.json)
         return 0
     if args.action == "export":
-        columns = None if args.with_vectors else light
+        columns = None if args.with_vectors else LIGHT_COLUMNS
         table = await log.arrow(_filter(args).predicate(), columns)
         table = table.sort_by("seq")
         kind = args.format or ("parquet" if args.out.suffix == ".parquet" else "jsonl")
@@ -125,14 +123,14 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
                     handle.write("\n")
         print(f"{table.num_rows} records written to {args.out} ({kind})", file=sys.stderr)
         return 0
-    rows, _ = await log.find(_filter(args), args.last, light)
+    rows, _ = await log.find(_filter(args), args.last, LIGHT_COLUMNS)
     rows.reverse()
     _print(rows, args.json)
     last = max((int(r["seq"]) for r in rows), default=0)
     printed = 0
     while args.count is None or printed < args.count:
         await anyio.sleep(args.interval)
-        found, _ = await log.find(_filter(args, after_seq=last), 10_000, light)
+        found, _ = await log.find(_filter(args, after_seq=last), 10_000, LIGHT_COLUMNS)
         found.reverse()
         if args.count is not None:
             found = found[: args.count - printed]

@@ -97,17 +97,10 @@ def conversation(data: ChatCompletionRequest) -> tuple[str, ChatOptions]:
 
 def router_info(decision: RouteResponse, answer: AnswerStart) -> RouterInfo:
     return RouterInfo(
-        route=decision.route,
-        route_source=decision.route_source,
-        scores=decision.scores,
+        **{field: getattr(decision, field) for field in RouteResponse.__struct_fields__},  # a QueryResponse has more
         answered_by=answer.answered_by,
         fallback=answer.fallback,
         sources=answer.sources,
-        model_version=decision.model_version,
-        thresholds_version=decision.thresholds_version,
-        cost_weight=decision.cost_weight,
-        knob_source=decision.knob_source,
-        request_id=decision.request_id,
     )
 
 

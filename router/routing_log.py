@@ -77,6 +77,10 @@ def next_seq() -> int:
     return time.time_ns() // 1_000 * 1_000 + next(_counter) % 1_000
 
 
+LIGHT_COLUMNS = [field.name for field in schema(1) if field.name != "vector"]
+"""Every column but the embedding: what listings and exports read."""
+
+
 class RoutingLogError(RuntimeError):
     """The routing log table cannot be opened (bad URI, credentials, or a table of another shape)."""
 

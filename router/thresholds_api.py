@@ -91,22 +91,20 @@ class ExpectedMix(schemas.Value, frozen=True):
     """Measured exact match of the routes taken, on outcomes; None on traffic."""
 
 
-class ThresholdsView(schemas.Value, frozen=True):
+class VersionFields(schemas.Value, frozen=True):
     version: int
     thresholds: dict[str, float]
     cost_weight: float
     updated_at: str
     updated_by: str
+
+
+class ThresholdsView(VersionFields, frozen=True):
     expected: ExpectedMix | None
     """On this replica's recent traffic; None before ``MIN_TRAFFIC`` decisions."""
 
 
-class HistoryEntry(schemas.Value, frozen=True):
-    version: int
-    thresholds: dict[str, float]
-    cost_weight: float
-    updated_at: str
-    updated_by: str
+class HistoryEntry(VersionFields, frozen=True):
     action: str
     note: str
 

@@ -14,9 +14,8 @@ from typing import Any
 
 import httpx
 
+from models.routes import ROUTES
 from router.settings import Settings
-
-ROUTES = ("ft", "rag", "both")
 
 
 class ServiceError(RuntimeError):

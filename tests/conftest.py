@@ -20,6 +20,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # Services started by tests keep their thresholds store out of the working tree's var/ (a developer's own store).
 os.environ["ROUTER_THRESHOLDS__URI"] = tempfile.mkdtemp(prefix="router-test-thresholds-")
+# ... and their routing logs out of the document store they serve (the session corpus is shared, read-only).
+os.environ["ROUTER_ROUTING_LOG__URI"] = tempfile.mkdtemp(prefix="router-test-routing-log-")
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(__file__).resolve().parent / "data"

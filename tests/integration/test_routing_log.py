@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 import threading
 import uuid
 from collections import Counter
@@ -36,13 +35,10 @@ QUESTIONS = [
 
 
 def settings(tmp: Path, corpus_uri: str, **routing_log: Any) -> Settings:
-    uri = tmp / "lancedb"
-    if not uri.exists():
-        shutil.copytree(corpus_uri, uri, ignore=shutil.ignore_patterns("routing_log.lance"))  # other tests log there
     return Settings(
-        retrieval={"uri": str(uri)},
+        retrieval={"uri": corpus_uri},
         thresholds={"uri": str(tmp / "thresholds")},
-        routing_log=routing_log,
+        routing_log={"uri": str(tmp / "routing-log")} | routing_log,
         log={"format": "json"},
     )
 
@@ -166,7 +162,9 @@ def test_query_text_can_be_stored_hashed(tmp_path: Path, corpus_uri: str) -> Non
         send(client, 1, decide_only=True)
         (record,) = all_records(client)
     assert record["query"] == "sha256:" + hashlib.sha256(QUESTIONS[1].encode()).hexdigest()
-    stored = b"".join(f.read_bytes() for f in (tmp_path / "lancedb" / "routing_log.lance").rglob("*") if f.is_file())
+    stored = b"".join(
+        f.read_bytes() for f in (tmp_path / "routing-log" / "routing_log.lance").rglob("*") if f.is_file()
+    )
     assert stored and QUESTIONS[1].encode() not in stored
 
 
@@ -178,7 +176,7 @@ def test_retention_keeps_the_newest_records(tmp_path: Path, corpus_uri: str) -> 
         all_records(client)  # flushed
 
     async def prune() -> int:
-        log = await RoutingLog.open(str(tmp_path / "lancedb"), "routing_log", 384)
+        log = await RoutingLog.open(str(tmp_path / "routing-log"), "routing_log", 384)
         removed = await log.prune(retention_days=None, max_records=5)
         return removed + 0 * await log.count()
 
@@ -195,7 +193,7 @@ def test_logs_cli_queries_tails_and_exports(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     live, client = traffic
-    monkeypatch.setenv("ROUTER_RETRIEVAL__URI", live.settings.retrieval.uri)
+    monkeypatch.setenv("ROUTER_ROUTING_LOG__URI", str(live.settings.routing_log.uri))
     get_settings.cache_clear()
     try:
         all_records(client)  # flushed
