@@ -3,12 +3,13 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.stamp-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+ONNX   := $(VENV)/.onnx-exported
 OUTCOMES ?= ../shared/data/adarague/outcomes.jsonl
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
 .DEFAULT_GOAL := help
-.PHONY: help setup run serve ingest-sample bundle eval test test-fast lint clean
+.PHONY: help setup run serve ingest-sample bundle eval bench bench-quick test test-fast lint clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -20,7 +21,11 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	@rm -f $(VENV)/.stamp-* && touch $@
 
-setup: $(STAMP) ## create .venv and install the project with its dev tools (CPU torch)
+$(ONNX): $(STAMP)
+	$(BIN)/router embedder export
+	@touch $@
+
+setup: $(STAMP) $(ONNX) ## create .venv, install the project with its dev tools (CPU torch), export the embedder to ONNX
 
 ingest-sample: setup ## ingest the sample corpus into the default LanceDB table (idempotent)
 	$(BIN)/router ingest deploy/sample-corpus --quiet
@@ -38,6 +43,12 @@ bundle: setup ## retrain the default bundle on dev_500, evaluate it on test, rec
 
 eval: setup ## evaluate the default bundle on the benchmark's test split (prints the report)
 	$(BIN)/router eval --outcomes $(OUTCOMES) --split test
+
+bench: setup ## the performance benchmarks (a few minutes; builds 100k and 1M-chunk tables once, in var/bench)
+	$(BIN)/python -m bench
+
+bench-quick: setup ## the benchmarks without the 1M-chunk table
+	$(BIN)/python -m bench --quick --seconds 8
 
 test: setup ## set up and run the whole test suite (includes the real LLM-server test)
 	$(BIN)/pytest

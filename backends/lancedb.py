@@ -102,7 +102,7 @@ class DocumentInfo:
     content_sha256: str
 
 
-def _schema(dimension: int) -> pa.Schema:
+def table_schema(dimension: int) -> pa.Schema:
     return pa.schema(
         [
             pa.field("chunk_id", pa.string(), nullable=False),
@@ -248,14 +248,14 @@ class DocumentStore:
             try:
                 handle = await db.open_table(table)
             except ValueError:  # not found: create it (exist_ok covers a concurrent creator)
-                handle = await db.create_table(table, schema=_schema(dimension), exist_ok=True)
+                handle = await db.create_table(table, schema=table_schema(dimension), exist_ok=True)
             existing = await handle.schema()
         except Exception as exc:
             raise RetrievalError(f"cannot open LanceDB table {table!r} at {uri}: {exc}") from exc
-        if set(existing.names) != set(_schema(dimension).names):
+        if set(existing.names) != set(table_schema(dimension).names):
             raise RetrievalError(
                 f"LanceDB table {table!r} at {uri} has columns {existing.names}, not this version's "
-                f"{_schema(dimension).names}; ingest into a new table (retrieval.table) or delete this one"
+                f"{table_schema(dimension).names}; ingest into a new table (retrieval.table) or delete this one"
             )
         if getattr(existing.field("vector").type, "list_size", None) != dimension:
             raise RetrievalError(
@@ -331,7 +331,7 @@ class DocumentStore:
             }
             for chunk, vector in zip(chunks, vectors, strict=True)
         ]
-        data = pa.Table.from_pylist(rows, schema=_schema(self.dimension))
+        data = pa.Table.from_pylist(rows, schema=table_schema(self.dimension))
         try:
             await (
                 self._table.merge_insert("chunk_id")

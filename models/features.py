@@ -57,7 +57,7 @@ def shape_of(question: str) -> list[float]:
     return [
         float(len(tokens)),
         math.log1p(len(question)),
-        float(np.mean([len(t) for t in tokens])) if tokens else 0.0,
+        sum(len(t) for t in tokens) / len(tokens) if tokens else 0.0,
         *_opening(lowered, words),
         float(any(w in INNER_WH for w in words[1:])),
         float(question.rstrip().endswith("?")),

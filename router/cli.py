@@ -34,10 +34,10 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
 
 def _ingest(args: argparse.Namespace, settings: Settings) -> int:
     from router.ingestion import ingest
-    from router.resources import load_embedder, open_store
+    from router.resources import open_embedder, open_store
 
     async def run() -> dict[str, int]:
-        embedder = await load_embedder(settings)
+        embedder = await open_embedder(settings)
         store = await open_store(settings, embedder.dimension)
         cfg = settings.retrieval
         report = await ingest(
@@ -59,7 +59,7 @@ def _label(args: argparse.Namespace, settings: Settings) -> int:
     from contextlib import AsyncExitStack
 
     from router.labelling import Labeller, label, read_questions
-    from router.resources import build_llm, load_embedder, open_store
+    from router.resources import build_llm, open_embedder, open_store
 
     if not settings.llm.base_url:
         print(
@@ -70,7 +70,7 @@ def _label(args: argparse.Namespace, settings: Settings) -> int:
     questions = read_questions(args.questions)
 
     async def run() -> dict[str, Any]:
-        embedder = await load_embedder(settings)
+        embedder = await open_embedder(settings)
         store = await open_store(settings, embedder.dimension)
         async with AsyncExitStack() as stack:
             llm = build_llm(settings, stack)
@@ -86,12 +86,12 @@ def _label(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _train(args: argparse.Namespace, settings: Settings) -> int:
-    from models.embedder import SentenceTransformerEmbedder
     from models.outcomes import load_outcomes
     from models.training import TrainOptions, train_bundle
+    from router.resources import embedder_from
 
     outcomes = load_outcomes(args.outcomes, args.split)
-    embedder = SentenceTransformerEmbedder.load(settings.embedder.path, device=settings.embedder.device)
+    embedder = embedder_from(settings)
     options = TrainOptions(calibration=args.calibration, folds=args.folds, max_cost=args.max_cost, seed=args.seed)
     out = args.out or settings.model.bundle_dir
     bundle, policy = train_bundle(outcomes, args.split, embedder, out, options, progress=True)
@@ -109,18 +109,18 @@ def _eval(args: argparse.Namespace, settings: Settings) -> int:
     import numpy as np
 
     from models.bundle import load_bundle, load_thresholds, record_evaluation
-    from models.embedder import SentenceTransformerEmbedder
     from models.evaluation import EvalData, evaluate
     from models.outcomes import load_outcomes
     from models.report import write_report
     from models.training import fitter
+    from router.resources import embedder_from
 
     directory = args.model or settings.model.bundle_dir
     bundle = load_bundle(directory)
     policy = bundle.policy(load_thresholds(args.thresholds or directory / "thresholds.json"))
     test = load_outcomes(args.outcomes, args.split)
     train = load_outcomes(args.outcomes, args.train_split)
-    embedder = SentenceTransformerEmbedder.load(settings.embedder.path, device=settings.embedder.device)
+    embedder = embedder_from(settings)
     progress = not args.json
     data = EvalData(
         test=test,
@@ -137,6 +137,22 @@ def _eval(args: argparse.Namespace, settings: Settings) -> int:
         record_evaluation(directory, args.split, report)
         print(f"headline figures recorded in {directory / 'manifest.json'}", file=sys.stderr)
     print(json.dumps(report) if args.json else _summary(report))
+    return 0
+
+
+def _embedder(args: argparse.Namespace, settings: Settings) -> int:
+    from models.embedder import default_onnx_dir, export_onnx
+
+    cfg = settings.embedder
+    directory = args.out or cfg.onnx_dir or default_onnx_dir(cfg.path)
+    manifest = export_onnx(cfg.path, directory, int8=args.int8 or cfg.precision == "int8")
+    print(f"{manifest['name']} exported to {directory} ({', '.join(manifest['precisions'])})")
+    for precision, figures in manifest["agreement"].items():
+        print(
+            f"  {precision}: cosine to sentence-transformers mean {figures['mean_cosine']} min {figures['min_cosine']}"
+        )
+    if args.out and args.out != (cfg.onnx_dir or default_onnx_dir(cfg.path)):
+        print(f"serve it with ROUTER_EMBEDDER__ONNX_DIR={directory}")
     return 0
 
 
@@ -182,6 +198,11 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--out", type=Path, help="write report.md and PNG plots to this directory")
     evaluate.add_argument("--json", action="store_true", help="print the whole report as one JSON object")
     evaluate.add_argument("--record", action="store_true", help="store the headline figures in the bundle's manifest")
+    embedder = sub.add_parser("embedder", help="export the embedding model to ONNX (the serving backend)")
+    embedder_sub = embedder.add_subparsers(dest="action", required=True)
+    export = embedder_sub.add_parser("export", help="export embedder.path to ONNX (needs torch; offline, seconds)")
+    export.add_argument("--int8", action="store_true", help="also write the int8-quantised model")
+    export.add_argument("--out", type=Path, help="directory (default: embedder.onnx_dir, or var/embedders/...)")
     thresholds_cli.add_parser(sub)
     logs_cli.add_parser(sub)
     return parser
@@ -193,6 +214,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, Settings], int]] = {
     "label": _label,
     "train": _train,
     "eval": _eval,
+    "embedder": _embedder,
     "thresholds": thresholds_cli.run,
     "logs": logs_cli.run,
 }
@@ -203,12 +225,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     from backends.documents import DocumentError
     from backends.errors import BackendError
     from models.bundle import BundleError
+    from models.embedder import EmbedderError
     from models.outcomes import OutcomesError
     from router.labelling import QuestionsError
     from router.routing_log import RoutingLogError
 
     expected: tuple[type[Exception], ...] = (
-        BundleError, OutcomesError, DocumentError, BackendError, QuestionsError, RoutingLogError
+        BundleError, OutcomesError, DocumentError, BackendError, QuestionsError, RoutingLogError, EmbedderError
     )  # fmt: skip
     try:
         return COMMANDS[args.command](args, get_settings())

@@ -18,7 +18,7 @@ from backends.lancedb import DocumentStore
 from backends.protection import BreakerConfig, CircuitBreaker, Guard
 from backends.vllm import ChatClient, RetryPolicy, Timeouts
 from models.bundle import BundleError, load_bundle
-from models.embedder import Embedder, SentenceTransformerEmbedder
+from models.embedder import Embedder, load_embedder
 from router.routing_log import RoutingLog
 from router.service import RETRIEVAL, RouterService, Tuning, llm_backend
 from router.settings import Settings
@@ -32,11 +32,21 @@ class ConfigurationError(Exception):
     """The settings name something the backends do not have; the service refuses to start."""
 
 
-async def load_embedder(settings: Settings) -> Embedder:
+def embedder_from(settings: Settings) -> Embedder:
     cfg = settings.embedder
-    return await anyio.to_thread.run_sync(
-        lambda: SentenceTransformerEmbedder.load(cfg.path, device=cfg.device, batch_size=cfg.batch_size)
+    return load_embedder(
+        cfg.path,
+        backend=cfg.backend,
+        onnx_dir=cfg.onnx_dir,
+        precision=cfg.precision,
+        threads=cfg.threads,
+        batch_size=cfg.batch_size,
+        device=cfg.device,
     )
+
+
+async def open_embedder(settings: Settings) -> Embedder:
+    return await anyio.to_thread.run_sync(embedder_from, settings)
 
 
 async def open_store(settings: Settings, dimension: int) -> DocumentStore:
@@ -142,7 +152,7 @@ async def open_service(settings: Settings) -> AsyncIterator[RouterService]:
         lambda: ThresholdsStore.open(cfg.uri, settings.thresholds_path, bundle.version, cfg.storage_options)
     )
     thresholds = await anyio.to_thread.run_sync(thresholds_store.current)
-    embedder = await load_embedder(settings)
+    embedder = await open_embedder(settings)
     expected = bundle.manifest["embedder"]
     if embedder.dimension != expected["dimension"]:
         raise BundleError(
@@ -165,7 +175,7 @@ async def open_service(settings: Settings) -> AsyncIterator[RouterService]:
             chunks=await store.count(),
             llm=llm_status,
         )
-        yield RouterService(
+        service = RouterService(
             embedder=embedder,
             bundle=bundle,
             tuning=Tuning(thresholds, bundle.policy(thresholds)),
@@ -175,10 +185,14 @@ async def open_service(settings: Settings) -> AsyncIterator[RouterService]:
             extractive=ExtractiveGenerator(),
             guards=build_guards(settings, llm),
             fallbacks=settings.llm.fallbacks,
-            limiter=anyio.CapacityLimiter(settings.embedder.threads),
+            limiter=anyio.CapacityLimiter(1),
             max_query_chars=settings.server.max_query_chars,
             default_top_k=settings.retrieval.top_k,
             search_mode=settings.retrieval.mode,
             knob_range=settings.thresholds.request_knob_range,
             routing_log=routing_log,
+            max_batch=settings.embedder.max_batch,
+            max_wait=settings.embedder.max_wait_ms / 1000,
         )
+        stack.push_async_callback(service.decider.close)
+        yield service

@@ -1,7 +1,8 @@
 """The request path: embed -> score -> policy (the decision), then retrieve -> generate (the answer).
 
-CPU-bound embedding runs in a worker thread behind a limiter, off the event loop. Each request ends with one
-``route_decided`` event carrying the whole routing record, whether it was answered or not.
+Deciding (embedding and scoring) runs in a worker thread, off the event loop, in micro-batches shared by concurrent
+requests (:mod:`router.batching`). Each request ends with one ``route_decided`` event carrying the whole routing
+record, whether it was answered or not.
 
 Answering walks a plan: the decided route, then its configured fallbacks (for example ``ft`` -> ``both`` -> ``rag``
 -> ``extractive``). A step is skipped when a backend it needs already failed in this request; every backend call
@@ -42,6 +43,7 @@ from models.bundle import Bundle, ThresholdsRecord
 from models.embedder import Embedder
 from models.policy import MAX_COST_WEIGHT, Policy, decide
 from models.routes import ROUTES, Route
+from router.batching import MicroBatcher
 from router.errors import InvalidQuery, NoAnswer
 from router.logs import current_request_id
 from router.routing_log import STAGES, RoutingLog, failures_json, next_seq
@@ -104,13 +106,25 @@ class Tuning:
 
 
 @dataclass(frozen=True)
+class Scored:
+    """One query's embedding and route probabilities, with the cost of the batch it was computed in."""
+
+    vector: npt.NDArray[np.float32]
+    probabilities: npt.NDArray[np.float64]
+    embed_ms: float
+    classify_ms: float
+
+
+@dataclass(frozen=True)
 class Decision:
     route: Route
     source: RouteSource
     scores: Scores
     vector: npt.NDArray[np.float32]
     embed_ms: float
+    """From the request's arrival at the batcher to its embedding: queueing and the batch's forward pass."""
     classify_ms: float
+    batch_size: int
     tuning: Tuning
     """The thresholds and knob this request was decided with (the knob may be the request's own)."""
     knob_source: KnobSource
@@ -176,6 +190,7 @@ class RouterService:
     guards: Mapping[str, Guard]
     fallbacks: Mapping[Route, Sequence[StepName]]
     limiter: anyio.CapacityLimiter
+    """Bounds the worker threads of document ingestion (queries are decided by ``decider``)."""
     max_query_chars: int
     default_top_k: int
     search_mode: SearchMode = "vector"
@@ -186,8 +201,23 @@ class RouterService:
     """Called with every routing record (a routing-log row) as it is made: metrics, live views."""
     knob_range: tuple[float, float] | None = (0.0, MAX_COST_WEIGHT)
     """Bounds of a request's own ``cost_weight``; None refuses it."""
+    max_batch: int = 64
+    max_wait: float = 0.0
     _skipped_version: int = 0
     """The newest store version last found set for another bundle (logged once, not applied)."""
+    decider: MicroBatcher[str, Scored] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.decider = MicroBatcher(self._score, max_batch=self.max_batch, max_wait=self.max_wait)
+
+    def _score(self, texts: list[str]) -> list[Scored]:
+        """Embeds and scores a batch of queries (in the batcher's worker thread)."""
+        start = time.perf_counter()
+        vectors = self.embedder.encode(texts)
+        embed_ms, start = _ms(start), time.perf_counter()
+        probabilities = self.bundle.classifier.predict_proba(vectors, texts)
+        classify_ms = _ms(start)
+        return [Scored(v, p, embed_ms, classify_ms) for v, p in zip(vectors, probabilities, strict=True)]
 
     def retune(self, record: ThresholdsRecord) -> None:
         """Makes ``record`` the live thresholds for every request decided from now on."""
@@ -242,15 +272,25 @@ class RouterService:
 
     async def _decide(self, query: str, forced: Route | None, cost_weight: float | None) -> Decision:
         tuning, knob_source = self._tuning_for(cost_weight)
-        start = time.perf_counter()
-        vectors = await anyio.to_thread.run_sync(self.embedder.encode, [query], limiter=self.limiter)
-        embed_ms, start = _ms(start), time.perf_counter()
-        probabilities = self.bundle.classifier.predict_proba(vectors, [query])[0]
-        scores: dict[str, float] = {route: round(float(p), 4) for route, p in zip(ROUTES, probabilities, strict=True)}
+        batched = await self.decider.submit(query)
+        scored = batched.value
+        scores: dict[str, float] = {r: round(float(p), 4) for r, p in zip(ROUTES, scored.probabilities, strict=True)}
         route = forced or decide(scores, tuning.policy)
         source: RouteSource = "request" if forced else "policy"
         self.recent.append((scores["ft"], scores["rag"], scores["both"]))
-        return Decision(route, source, Scores(**scores), vectors[0], embed_ms, _ms(start), tuning, knob_source, query)
+        embed_ms = round(batched.wait_ms + scored.embed_ms, 2)
+        return Decision(
+            route,
+            source,
+            Scores(**scores),
+            scored.vector,
+            embed_ms,
+            scored.classify_ms,
+            batched.batch_size,
+            tuning,
+            knob_source,
+            query,
+        )
 
     def _record(self, decision: Decision, **fields: Any) -> None:
         """The routing record: one log line, and one row in the durable routing log when there is one."""
@@ -264,6 +304,7 @@ class RouterService:
             knob_source=decision.knob_source,
             thresholds_version=decision.tuning.record.version,
             model_version=self.bundle.version,
+            batch_size=decision.batch_size,
             **fields,
         )
         row = self._row(decision, fields)

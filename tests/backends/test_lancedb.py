@@ -9,7 +9,7 @@ import pytest
 from backends.documents import Chunk
 from backends.errors import RetrievalError
 from backends.lancedb import DocumentStore, filter_predicate, reciprocal_rank_fusion
-from models.embedder import SentenceTransformerEmbedder
+from models.embedder import Embedder
 
 # The query "XJ-9000" embeds closer to the chunks about sibling models than to the one that names it in passing.
 PRODUCT_DOCS = {
@@ -24,7 +24,7 @@ PRODUCT_DOCS = {
 }
 
 
-async def _upsert(store: DocumentStore, embedder: SentenceTransformerEmbedder, doc_id: str, texts: list[str]) -> None:
+async def _upsert(store: DocumentStore, embedder: Embedder, doc_id: str, texts: list[str]) -> None:
     chunks = [Chunk(i, "", text) for i, text in enumerate(texts)]
     await store.upsert_document(
         doc_id,
@@ -36,7 +36,7 @@ async def _upsert(store: DocumentStore, embedder: SentenceTransformerEmbedder, d
     )
 
 
-async def test_search_finds_the_relevant_chunk(tmp_path: Path, embedder: SentenceTransformerEmbedder) -> None:
+async def test_search_finds_the_relevant_chunk(tmp_path: Path, embedder: Embedder) -> None:
     store = await DocumentStore.open(str(tmp_path / "db"), "chunks", embedder.dimension)
     await _upsert(store, embedder, "cats", ["Cats are small domesticated felines.", "Cats purr when content."])
     await _upsert(store, embedder, "o'reilly", ["The GPU serves the language model with paged attention."])
@@ -48,7 +48,7 @@ async def test_search_finds_the_relevant_chunk(tmp_path: Path, embedder: Sentenc
     assert hits[0].text == "The GPU serves the language model with paged attention."
 
 
-async def test_reingest_replaces_a_document_atomically(tmp_path: Path, embedder: SentenceTransformerEmbedder) -> None:
+async def test_reingest_replaces_a_document_atomically(tmp_path: Path, embedder: Embedder) -> None:
     store = await DocumentStore.open(str(tmp_path / "db"), "chunks", embedder.dimension)
     await _upsert(store, embedder, "doc", ["one", "two", "three"])
     await _upsert(store, embedder, "other", ["keep me"])
@@ -81,7 +81,7 @@ async def test_table_from_another_schema_is_refused_with_a_hint(tmp_path: Path) 
         await DocumentStore.open(str(tmp_path / "db"), "chunks", 4)
 
 
-async def _product_store(tmp_path: Path, embedder: SentenceTransformerEmbedder) -> DocumentStore:
+async def _product_store(tmp_path: Path, embedder: Embedder) -> DocumentStore:
     store = await DocumentStore.open(str(tmp_path / "db"), "chunks", embedder.dimension)
     for doc_id, text in PRODUCT_DOCS.items():
         await _upsert(store, embedder, doc_id, [text])
@@ -104,9 +104,7 @@ def test_reciprocal_rank_fusion_sums_reciprocal_ranks() -> None:
     assert reciprocal_rank_fusion([]) == []
 
 
-async def test_text_search_finds_an_exact_code_that_vector_search_ranks_low(
-    tmp_path: Path, embedder: SentenceTransformerEmbedder
-) -> None:
+async def test_text_search_finds_an_exact_code_that_vector_search_ranks_low(tmp_path: Path, embedder: Embedder) -> None:
     store = await _product_store(tmp_path, embedder)
     query = embedder.encode(["XJ-9000"])[0]
     by_vector = [p.doc_id for p in await store.search(query, k=8)]
@@ -118,7 +116,7 @@ async def test_text_search_finds_an_exact_code_that_vector_search_ranks_low(
     assert by_text[0].score > by_text[1].score > 0  # BM25: "9000" is rarer than "xj"
 
 
-async def test_hybrid_search_ranks_the_union_by_rrf(tmp_path: Path, embedder: SentenceTransformerEmbedder) -> None:
+async def test_hybrid_search_ranks_the_union_by_rrf(tmp_path: Path, embedder: Embedder) -> None:
     store = await _product_store(tmp_path, embedder)
     query, text = embedder.encode(["XJ-9000 model"])[0], "XJ-9000 model"
     for k in (3, 8):
@@ -133,9 +131,7 @@ async def test_hybrid_search_ranks_the_union_by_rrf(tmp_path: Path, embedder: Se
     assert hybrid[0].doc_id != "care" and [p.doc_id for p in hybrid].index("care") < vector_ids.index("care#0")
 
 
-async def test_text_search_sees_writes_made_after_its_index_was_built(
-    tmp_path: Path, embedder: SentenceTransformerEmbedder
-) -> None:
+async def test_text_search_sees_writes_made_after_its_index_was_built(tmp_path: Path, embedder: Embedder) -> None:
     store = await _product_store(tmp_path, embedder)
     assert [p.doc_id for p in await store.search(None, 5, mode="text", query_text="warranty")] == []  # builds it
     await _upsert(store, embedder, "warranty", ["Every XJ model carries a three-year warranty."])
@@ -149,7 +145,7 @@ async def test_text_search_sees_writes_made_after_its_index_was_built(
     assert "care" not in hits and "xj-9001" not in hits and "warranty" in hits
 
 
-async def test_filters_restrict_every_mode(tmp_path: Path, embedder: SentenceTransformerEmbedder) -> None:
+async def test_filters_restrict_every_mode(tmp_path: Path, embedder: Embedder) -> None:
     store = await _product_store(tmp_path, embedder)
     await _upsert(store, embedder, "o'reilly", ["The XJ-9000 book from O'Reilly covers the XJ-9010 as well."])
     query = embedder.encode(["XJ-9000"])[0]

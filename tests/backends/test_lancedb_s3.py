@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from backends.documents import Chunk
 from backends.lancedb import DocumentStore
-from models.embedder import SentenceTransformerEmbedder
+from models.embedder import Embedder
 from tests.conftest import S3_BUCKET, s3_options
 
 
-async def test_store_works_on_object_storage(s3_endpoint: str, embedder: SentenceTransformerEmbedder) -> None:
+async def test_store_works_on_object_storage(s3_endpoint: str, embedder: Embedder) -> None:
     options = s3_options(s3_endpoint)
     uri = f"s3://{S3_BUCKET}/lancedb"
     writer = await DocumentStore.open(uri, "chunks", embedder.dimension, storage_options=options)

@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from models.bundle import default_bundle_dir, load_bundle
-from models.embedder import SentenceTransformerEmbedder
+from models.embedder import Embedder
 from models.outcomes import STRATEGY_OF_ROUTE
 from models.policy import Policy, Thresholds, decide
 from models.routes import DEFAULT_COSTS, ROUTES
@@ -167,7 +167,7 @@ def test_calibrate_evaluate_apply_and_watch_the_mix(live: LiveService, questions
 
 
 def test_calibrate_and_evaluate_on_a_labelled_outcomes_file(
-    tmp_path: Path, outcomes_path: Path, embedder: SentenceTransformerEmbedder
+    tmp_path: Path, outcomes_path: Path, embedder: Embedder
 ) -> None:
     with serve(settings(tmp_path, outcomes_file=str(outcomes_path), outcomes_split="test")) as live:
         target = {"rag": 0.3, "both": 0.1}

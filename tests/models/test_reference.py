@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from models.bundle import default_bundle_dir, load_bundle
-from models.embedder import SentenceTransformerEmbedder
+from models.embedder import Embedder
 from models.reference import DRIFT_ALERT, best_route, drift, psi
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -29,7 +29,7 @@ def test_best_route_is_the_cheapest_correct_one() -> None:
     assert best_route(np.array([0, 0, 0])) is None
 
 
-def test_the_default_bundle_explains_and_measures_drift(outcomes_path: Path, embedder: SentenceTransformerEmbedder):
+def test_the_default_bundle_explains_and_measures_drift(outcomes_path: Path, embedder: Embedder):
     bundle = load_bundle(default_bundle_dir())
     reference = bundle.reference
     assert reference is not None and len(reference.questions) == bundle.manifest["training"]["rows"]

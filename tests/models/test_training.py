@@ -7,7 +7,7 @@ import pytest
 from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression
 
-from models.embedder import SentenceTransformerEmbedder
+from models.embedder import Embedder
 from models.features import SHAPE_DIMENSION
 from models.outcomes import Outcomes, load_outcomes
 from models.training import TrainOptions, fit_calibrator, fit_classifiers, train
@@ -19,7 +19,7 @@ def dev(outcomes_path: Path) -> Outcomes:
 
 
 @pytest.fixture(scope="module")
-def dev_embeddings(dev: Outcomes, embedder: SentenceTransformerEmbedder) -> np.ndarray:
+def dev_embeddings(dev: Outcomes, embedder: Embedder) -> np.ndarray:
     return embedder.encode(dev.questions).astype(np.float64)
 
 

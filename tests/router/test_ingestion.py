@@ -6,7 +6,7 @@ import pytest
 
 from backends.documents import Document
 from backends.lancedb import DocumentStore
-from models.embedder import SentenceTransformerEmbedder, Vectors
+from models.embedder import Embedder, Vectors
 from router import ingestion
 from router.ingestion import ingest_documents
 
@@ -14,7 +14,7 @@ from router.ingestion import ingest_documents
 class CountingEmbedder:
     """The real embedder, recording the size of every ``encode`` call."""
 
-    def __init__(self, inner: SentenceTransformerEmbedder) -> None:
+    def __init__(self, inner: Embedder) -> None:
         self.inner, self.name, self.dimension = inner, inner.name, inner.dimension
         self.calls: list[int] = []
 
@@ -29,7 +29,7 @@ def document(doc_id: str, sections: int) -> Document:
 
 
 async def test_chunks_of_several_documents_share_encode_calls(
-    tmp_path: Path, embedder: SentenceTransformerEmbedder, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, embedder: Embedder, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(ingestion, "EMBED_BATCH", 4)
     store = await DocumentStore.open(str(tmp_path / "db"), "chunks", embedder.dimension)
@@ -55,7 +55,7 @@ async def test_chunks_of_several_documents_share_encode_calls(
     }
 
 
-async def test_only_changed_documents_are_embedded_again(tmp_path: Path, embedder: SentenceTransformerEmbedder) -> None:
+async def test_only_changed_documents_are_embedded_again(tmp_path: Path, embedder: Embedder) -> None:
     store = await DocumentStore.open(str(tmp_path / "db"), "chunks", embedder.dimension)
     counting = CountingEmbedder(embedder)
     await ingest_documents([document("a", 2), document("b", 3)], store, counting, max_chars=500, overlap_chars=50)

@@ -12,7 +12,7 @@ from backends.documents import Chunk
 from backends.generators import ChatGenerator
 from backends.lancedb import DocumentStore
 from backends.vllm import ChatClient
-from models.embedder import SentenceTransformerEmbedder
+from models.embedder import Embedder
 from models.outcomes import load_outcomes
 from router.labelling import Labeller, QuestionsError, label, read_questions
 from tests.fakes.vllm import FakeVLLM
@@ -25,7 +25,7 @@ QUESTIONS = [
 
 
 @pytest.fixture
-async def store(tmp_path: Path, embedder: SentenceTransformerEmbedder) -> DocumentStore:
+async def store(tmp_path: Path, embedder: Embedder) -> DocumentStore:
     store = await DocumentStore.open(str(tmp_path / "db"), "chunks", embedder.dimension)
     chunks = [Chunk(0, "", "Paris is the capital of France; the Seine flows through it.")]
     await store.upsert_document(
