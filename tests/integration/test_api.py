@@ -207,3 +207,25 @@ def test_a_request_may_carry_its_own_knob_recorded_in_its_routing_record(live: L
     assert best["thresholds_version"] == live_route["thresholds_version"]  # the live thresholds, its own knob
     record = next(e for e in live.events("route_decided") if e.get("request_id") == "knob-check-1")
     assert (record["knob_source"], record["cost_weight"], record["route"]) == ("request", 0, best["route"])
+
+
+async def test_concurrent_requests_share_forward_passes_and_decide_as_alone(live: LiveService) -> None:
+    import asyncio
+    import json
+
+    from tests.conftest import DATA
+
+    rows = [json.loads(line) for line in (DATA / "outcomes_sample.jsonl").read_text().splitlines()]
+    questions = [row["question"] for row in rows[:24]]
+    async with httpx.AsyncClient(base_url=live.url, timeout=30) as client:
+        alone = [(await client.post("/v1/route", json={"query": q})).json() for q in questions]
+        together = await asyncio.gather(*(client.post("/v1/route", json={"query": q}) for q in questions))
+    assert all(r.status_code == 200 for r in together)
+    for single, shared in zip(alone, [r.json() for r in together], strict=True):
+        assert shared["route"] == single["route"]
+        for route, p in single["scores"].items():
+            assert abs(shared["scores"][route] - p) <= 2e-4  # padding in a batch moves the 4th decimal at most
+    ids = {r.json()["request_id"] for r in together}
+    sizes = [e["batch_size"] for e in live.events("route_decided") if e.get("request_id") in ids]
+    assert len(sizes) == len(questions)
+    assert max(sizes) > 1  # they shared forward passes
