@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Literal
 
 import numpy as np
@@ -110,5 +111,15 @@ class RouteClassifier:
     def predict_proba(self, embeddings: npt.NDArray[np.floating], questions: Sequence[str] = ()) -> FloatArray:
         """Calibrated success probability per route, shape ``(n, routes)``."""
         scores = self.decision_function(embeddings, questions)
+        if self._platt is not None:  # every head Platt-scaled: one vectorised map
+            a, c = self._platt
+            platt: FloatArray = 1.0 / (1.0 + np.exp(-(a * scores + c)))
+            return platt
         columns = [calibrate(scores[:, i]) for i, calibrate in enumerate(self.calibrators)]
         return np.clip(np.column_stack(columns), 0.0, 1.0)
+
+    @cached_property
+    def _platt(self) -> tuple[FloatArray, FloatArray] | None:
+        if any(c.method != "sigmoid" for c in self.calibrators):
+            return None
+        return np.array([c.knots_x[0] for c in self.calibrators]), np.array([c.knots_x[1] for c in self.calibrators])
