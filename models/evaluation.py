@@ -56,7 +56,7 @@ def curve_summary(
 ) -> dict[str, Any]:
     points = sweep(probabilities, policy, outcomes.em, outcomes.cost)
     pairs = [(p.mean_cost, p.em) for p in points]
-    max_cost = float(outcomes.cost.max(axis=0).mean()) if len(outcomes) else 0.0
+    max_cost = float(outcomes.cost.max(axis=1).mean()) if len(outcomes) else 0.0  # the dearest fixed policy
     return {
         "points": [{"knob": p.knob, "mean_cost": round(p.mean_cost, 4), "em": round(p.em, 4)} for p in points],
         "em_at_cost": {str(b): _round(em_at_cost(pairs, b)) for b in BUDGETS},

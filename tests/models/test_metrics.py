@@ -71,3 +71,13 @@ def test_frontier_em_at_cost_and_normalised_area() -> None:
     assert normalised_area(points, 0.30, 0.40, 2.0) == pytest.approx(0.25)
     assert normalised_area([(0.0, 0.40)], 0.30, 0.40, 2.0) == pytest.approx(1.0)
     assert normalised_area([(0.0, 0.30)], 0.30, 0.40, 2.0) == pytest.approx(0.0)
+
+
+def test_the_curve_area_spans_the_dearest_fixed_policy_mean_cost() -> None:
+    from models.evaluation import curve_summary
+
+    # both costs 2 and 6 retrieval calls: always-both costs 4 on average, which is where the area ends
+    data = _outcomes([[0, 1, 1], [1, 1, 1]], [[0.0, 1.0, 2.0], [0.0, 1.0, 6.0]])
+    policy = Policy(Thresholds(0.0, 0.0, 0.0), 0.0, (0.0, 1.0, 3.35))
+    summary = curve_summary(np.array([[0.2, 0.9, 0.8], [0.9, 0.5, 0.5]]), policy, data, floor=0.5, top=1.0)
+    assert summary["max_cost"] == 4.0
