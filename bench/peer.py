@@ -1,4 +1,5 @@
-"""The peer: the same routing decision through aurelio's semantic-router (its ``IndexedRouter``, local index), on the same ONNX encoder.
+"""The peer: the same routing decision through aurelio's semantic-router (its ``IndexedRouter``, local index), on
+the same ONNX encoder.
 
 Run by ``python -m bench`` in its own virtualenv (semantic-router's dependencies are not ours), with this repo on
 PYTHONPATH: ``python -m bench.peer EXPORT_DIR``. Prints one JSON line.

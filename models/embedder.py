@@ -35,6 +35,8 @@ DEFAULT_MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2"
 EXPORT_MANIFEST = "embedder.json"
 ONNX_FILES = {"fp32": "model.onnx", "int8": "model.int8.onnx"}
 ONNX_OPSET = 17
+EXPORT_VERSION = 2
+"""Bumped when the export changes (2: int8 with per-channel scales); an older export is made again on load."""
 
 Vectors = npt.NDArray[np.float32]
 Backend = Literal["onnx", "torch"]
@@ -286,6 +288,7 @@ def export_onnx(model_path: Path | None, directory: Path, *, int8: bool = False)
             "max_seq_length": model.max_seq_length,
             "inputs": names,
             "opset": ONNX_OPSET,
+            "export_version": EXPORT_VERSION,
             "precisions": ["fp32"],
         }
         (staging / EXPORT_MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
@@ -363,8 +366,9 @@ def load_embedder(
         return SentenceTransformerEmbedder.load(path, device=device, batch_size=batch_size)
     directory = onnx_dir or default_onnx_dir(path)
     try:
-        ready = precision in read_export_manifest(directory).get("precisions", ())
-    except EmbedderError:
+        manifest = read_export_manifest(directory)
+        ready = precision in manifest["precisions"] and manifest.get("export_version") == EXPORT_VERSION
+    except (EmbedderError, KeyError):
         ready = False
     if not ready:
         export_onnx(path, directory, int8=precision == "int8")

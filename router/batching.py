@@ -7,7 +7,10 @@ items of concurrent callers and hands them to a single worker thread in batches:
 - An idle batcher starts a batch at once: a lone request never waits (unless ``max_wait`` asks it to).
 - While a batch runs, new items queue; when it ends, the next batch takes up to ``max_batch`` of them, oldest
   first. Batches therefore grow with the load by themselves, and no item waits longer than the batch ahead of it.
-- ``max_wait`` (default 0) holds a batch open that long for more items: a little latency traded for larger batches.
+- Under load (the last batch held several items), the next batch waits up to ``REGROUP_SECONDS`` for as many
+  items as the last one held, so that callers answered together and coming back one by one are not split into a
+  small batch and a large one stuck behind it. A lone caller never waits.
+- ``max_wait`` (default 0) holds every batch open that long for more items: latency traded for larger batches.
 - Work runs in a worker thread, off the event loop. A failing batch fails each of its callers with the error; a
   caller that gives up (cancelled) is skipped, and the others in its batch are unaffected.
 """
@@ -26,6 +29,7 @@ import anyio
 import structlog
 
 log = structlog.get_logger("router.batching")
+REGROUP_SECONDS = 0.005
 In = TypeVar("In")
 Out = TypeVar("Out")
 
@@ -78,16 +82,30 @@ class MicroBatcher(Generic[In, Out]):
         return await future
 
     async def _run(self) -> None:
+        last = 0
         while True:
             await self._wake.wait()
             self._wake.clear()
             if self.max_wait and len(self._queue) < self.max_batch:
                 await asyncio.sleep(self.max_wait)
+            elif last > 1 and len(self._queue) < last:
+                await self._regroup(min(last, self.max_batch))
             while self._queue:
                 batch = [self._queue.popleft() for _ in range(min(self.max_batch, len(self._queue)))]
                 batch = [p for p in batch if not p.future.done()]  # callers that gave up
                 if batch:
                     await self._run_batch(batch)
+                last = len(batch)
+
+    async def _regroup(self, size: int) -> None:
+        """Under load, the callers of the batch that just ended come back one by one as the event loop serves
+        them; starting at the first would split them into a small batch and a large one behind it, and the large
+        one would wait for both. So wait up to ``REGROUP_SECONDS`` for ``size`` items."""
+        deadline = time.perf_counter() + REGROUP_SECONDS
+        while len(self._queue) < size and (left := deadline - time.perf_counter()) > 0:
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), left)
 
     async def _run_batch(self, batch: list[_Pending[In, Out]]) -> None:
         started = time.perf_counter()
