@@ -85,6 +85,11 @@ def test_a_missing_export_is_made_on_load_and_then_reused(tmp_path: Path) -> Non
     made = (directory / "model.onnx").stat().st_mtime_ns
     assert isinstance(load_embedder(onnx_dir=directory), OnnxEmbedder)
     assert (directory / "model.onnx").stat().st_mtime_ns == made
+    manifest = json.loads((directory / EXPORT_MANIFEST).read_text())
+    (directory / EXPORT_MANIFEST).write_text(json.dumps(manifest | {"export_version": 1}))
+    load_embedder(onnx_dir=directory)  # an export made by an older version of this code is made again
+    assert json.loads((directory / EXPORT_MANIFEST).read_text())["export_version"] == manifest["export_version"]
+    assert (directory / "model.onnx").stat().st_mtime_ns != made
     assert isinstance(load_embedder(backend="torch"), SentenceTransformerEmbedder)
 
 
