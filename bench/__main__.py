@@ -25,7 +25,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -35,29 +35,10 @@ import numpy as np
 
 from bench import corpus, loadgen
 from bench.service import ROOT, serve
+from bench.timing import stats, timed
 
 CASES = ("embed", "route", "load", "query", "retrieval", "start", "peer")
 CLIENTS = 32
-
-
-def stats(seconds: Sequence[float]) -> dict[str, float]:
-    ms = np.asarray(seconds) * 1000
-    return {
-        "n": len(ms),
-        "min_ms": round(float(ms.min()), 3),
-        "p50_ms": round(float(np.percentile(ms, 50)), 3),
-        "p99_ms": round(float(np.percentile(ms, 99)), 3),
-    }
-
-
-def timed(call: Callable[[], object], repeats: int) -> list[float]:
-    call()
-    out = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        call()
-        out.append(time.perf_counter() - start)
-    return out
 
 
 class Bench:

@@ -144,14 +144,15 @@ def _embedder(args: argparse.Namespace, settings: Settings) -> int:
     from models.embedder import default_onnx_dir, export_onnx
 
     cfg = settings.embedder
-    directory = args.out or cfg.onnx_dir or default_onnx_dir(cfg.path)
+    configured = cfg.onnx_dir or default_onnx_dir(cfg.path)
+    directory = args.out or configured
     manifest = export_onnx(cfg.path, directory, int8=args.int8 or cfg.precision == "int8")
     print(f"{manifest['name']} exported to {directory} ({', '.join(manifest['precisions'])})")
     for precision, figures in manifest["agreement"].items():
         print(
             f"  {precision}: cosine to sentence-transformers mean {figures['mean_cosine']} min {figures['min_cosine']}"
         )
-    if args.out and args.out != (cfg.onnx_dir or default_onnx_dir(cfg.path)):
+    if directory != configured:
         print(f"serve it with ROUTER_EMBEDDER__ONNX_DIR={directory}")
     return 0
 

@@ -185,7 +185,6 @@ async def open_service(settings: Settings) -> AsyncIterator[RouterService]:
             extractive=ExtractiveGenerator(),
             guards=build_guards(settings, llm),
             fallbacks=settings.llm.fallbacks,
-            limiter=anyio.CapacityLimiter(1),
             max_query_chars=settings.server.max_query_chars,
             default_top_k=settings.retrieval.top_k,
             search_mode=settings.retrieval.mode,

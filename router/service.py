@@ -189,11 +189,11 @@ class RouterService:
     extractive: ExtractiveGenerator
     guards: Mapping[str, Guard]
     fallbacks: Mapping[Route, Sequence[StepName]]
-    limiter: anyio.CapacityLimiter
-    """Bounds the worker threads of document ingestion (queries are decided by ``decider``)."""
     max_query_chars: int
     default_top_k: int
     search_mode: SearchMode = "vector"
+    limiter: anyio.CapacityLimiter = field(default_factory=lambda: anyio.CapacityLimiter(1))
+    """Bounds the worker threads of document ingestion, one at a time (queries are decided by ``decider``)."""
     recent: deque[tuple[float, float, float]] = field(default_factory=lambda: deque(maxlen=10_000))
     """Scores of the latest decisions (this process), for what-if evaluation and calibration on traffic."""
     routing_log: RoutingLog | None = None
