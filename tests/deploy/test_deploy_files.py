@@ -470,6 +470,7 @@ def test_dockerfile_builds_what_the_service_needs(app_routes: dict[str, set[str]
     assert f"--from=build {args.out} {args.out}" in [a for i, a in runtime if i == "COPY"]
     settings = settings_from(router_env(env))
     assert settings.embedder.backend == "onnx" and settings.server.host == "0.0.0.0"
+    assert env["HOME"] == one(runtime, "WORKDIR")  # both writable volumes in Kubernetes and compose
     # the command, its port, its health check, its stop
     command = json.loads(one(runtime, "ENTRYPOINT")) + json.loads(one(runtime, "CMD"))
     assert command == ["router", "serve"]
@@ -605,6 +606,7 @@ def test_compose_router_settings_are_real(compose: dict[str, Any]) -> None:
             assert settings.thresholds.uri.startswith("s3://router/"), name
             assert settings.retrieval.storage_options["aws_endpoint"] == "http://minio:9000"
         assert {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"} <= set(service["environment"])
+        assert service["read_only"] is True and {"/tmp", dockerfile_workdir()} <= set(service["tmpfs"])
         command = service.get("command", ["serve"])
         build_parser().parse_args(command)
         seen.add((command[0], settings.llm.base_url is None))
@@ -661,7 +663,8 @@ def test_prometheus_scrapes_the_router_metrics(compose: dict[str, Any], app_rout
             alias for s in services.values() for alias in s.get("networks", {}).get("default", {}).get("aliases", [])
         }
         assert host in names, profile
-    assert int(port) == Settings().server.port
+    (_, router), *_ = routers(compose)
+    assert int(port) == settings_from(router_env(router["environment"])).server.port
 
 
 def test_grafana_provisions_the_dashboard(compose: dict[str, Any]) -> None:
