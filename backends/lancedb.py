@@ -321,7 +321,9 @@ class DocumentStore:
                 "chunk_id": f"{doc_id}#{chunk.index}",
                 "doc_id": doc_id,
                 "chunk_index": chunk.index,
-                "section": chunk.section,
+                # null, not "", when there is no heading: a column of empty strings costs LanceDB ~2x the time
+                # to take rows from (an all-"" section column made 1M-row searches ~7 ms slower)
+                "section": chunk.section or None,
                 "text": chunk.body,
                 "title": title,
                 "uri": uri,

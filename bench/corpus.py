@@ -28,6 +28,8 @@ CORPUS = ROOT / "deploy" / "sample-corpus"
 TABLES = ROOT / "var" / "bench"
 NOISE = 0.052  # per dimension, for 384-d: cosine to the centre ~0.7
 WRITE_BATCH = 100_000
+FORMAT = 2
+"""Bumped when the generated rows change, so a cached table of an older shape is not reused (2: realistic sections)."""
 
 
 def questions(split: str | None = None) -> list[str]:
@@ -50,7 +52,7 @@ def _unit(rows: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
 async def document_table(embedder: Embedder, rows: int, *, log: bool = True) -> Path:
     """A LanceDB directory holding ``rows`` generated chunks in the service's schema, with the ANN index the service
     would build (kept under var/bench/ and reused: 1M rows take minutes to write and index)."""
-    path = TABLES / f"lancedb-{rows}"
+    path = TABLES / f"lancedb-{rows}-v{FORMAT}"
     store = await DocumentStore.open(str(path), "chunks", embedder.dimension, index_threshold=1)
     if await store.count() == rows and await store.ensure_index():
         return path
@@ -64,13 +66,17 @@ async def document_table(embedder: Embedder, rows: int, *, log: bool = True) -> 
     for start in range(0, rows, WRITE_BATCH):
         n = min(WRITE_BATCH, rows - start)
         labels = rng.integers(0, len(centres), n)
+        sections = rng.integers(0, 12, n)  # heading breadcrumbs, a third of chunks without one (stored as null)
         vectors = _unit(centres[labels] + rng.normal(scale=NOISE, size=(n, embedder.dimension)).astype(np.float32))
         ids = [f"gen-{start + i}" for i in range(n)]
         batch = {
             "chunk_id": [f"{i}#0" for i in ids],
             "doc_id": ids,
             "chunk_index": [0] * n,
-            "section": [""] * n,
+            "section": [
+                None if k % 3 == 0 else f"generated {label} > part {k}"
+                for label, k in zip(labels, sections, strict=True)
+            ],
             "text": [texts[label][:400] for label in labels],
             "title": [f"generated {label}" for label in labels],
             "uri": [f"bench://{i}" for i in ids],
