@@ -21,6 +21,8 @@ class Run:
     latencies: list[float] = field(default_factory=list)
     statuses: dict[int, int] = field(default_factory=dict)
     errors: int = 0
+    client_cpu_seconds: float = 0.0
+    """CPU time the load generator itself spent (it shares the machine's cores with the service)."""
 
     @property
     def throughput(self) -> float:
@@ -85,9 +87,10 @@ async def closed_loop(
         finally:
             await conn.close()
 
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     await asyncio.gather(*(client() for _ in range(clients)))
     run.seconds = time.perf_counter() - started
+    run.client_cpu_seconds = time.process_time() - cpu
     return run
 
 

@@ -46,7 +46,12 @@ class EmbedderSettings(BaseModel):
     device: str = Field("cpu", description="torch only: the torch device")
     batch_size: int = Field(64, ge=1, description="texts per forward pass when embedding documents or datasets")
     threads: int = Field(0, ge=0, description="onnx: threads of one forward pass; 0 = one per core")
-    max_batch: int = Field(64, ge=1, description="most concurrent queries decided in one forward pass")
+    max_batch: int = Field(
+        8,
+        ge=1,
+        description="most concurrent queries decided in one forward pass; small passes pad less and pipeline with "
+        "the HTTP work (measured on 2 cores: 8 beat 16, 32 and 64 in throughput and p99)",
+    )
     max_wait_ms: float = Field(
         0.0,
         ge=0,
