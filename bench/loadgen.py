@@ -7,6 +7,7 @@ machine as the server, stays small next to the server's: about 30 µs a request.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from collections.abc import Sequence
@@ -29,15 +30,24 @@ class Run:
         return len(self.latencies) / self.seconds if self.seconds else 0.0
 
 
+IDLE_EXPIRY_S = 4.0
+"""A keep-alive connection idle this long is replaced before use: uvicorn closes idle ones after 5 s (httpx's
+pool expires them at 5 s for the same reason)."""
+
+
 class Connection:
     def __init__(self, host: str, port: int) -> None:
         self.host, self.port = host, port
         self.reader: asyncio.StreamReader | None = None
         self.writer: asyncio.StreamWriter | None = None
+        self.last_used = 0.0
 
     async def post(self, path: str, payload: object) -> tuple[int, bytes]:
+        if self.writer is not None and time.monotonic() - self.last_used > IDLE_EXPIRY_S:
+            await self.close()  # the server may have closed it already, as HTTP clients' pools assume
         if self.writer is None:
             self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+        self.last_used = time.monotonic()
         assert self.reader is not None
         body = json.dumps(payload).encode()
         head = (
@@ -58,7 +68,9 @@ class Connection:
     async def close(self) -> None:
         if self.writer is not None:
             self.writer.close()
-            await self.writer.wait_closed()
+            with contextlib.suppress(OSError):
+                await self.writer.wait_closed()
+            self.reader = self.writer = None
 
 
 async def closed_loop(
