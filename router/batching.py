@@ -11,6 +11,8 @@ items of concurrent callers and hands them to a single worker thread in batches:
   items as the last one held, so that callers answered together and coming back one by one are not split into a
   small batch and a large one stuck behind it. A lone caller never waits.
 - ``max_wait`` (default 0) holds every batch open that long for more items: latency traded for larger batches.
+- ``max_queue`` bounds the waiting items: past it, :meth:`~MicroBatcher.submit` raises :class:`QueueFull` at once,
+  so an overload is answered quickly (the service answers 503 with ``Retry-After``) instead of queueing without end.
 - Work runs in a worker thread, off the event loop. A failing batch fails each of its callers with the error; a
   caller that gives up (cancelled) is skipped, and the others in its batch are unaffected.
 """
@@ -38,6 +40,10 @@ class BatcherClosed(RuntimeError):
     """The batcher was closed while an item was waiting, or before it was submitted."""
 
 
+class QueueFull(RuntimeError):
+    """``max_queue`` items are already waiting: the caller is turned away at once rather than queued."""
+
+
 @dataclass(frozen=True)
 class Batched(Generic[Out]):
     """One item's result, and the batch it rode in: its size and how long the item waited for it to start."""
@@ -58,11 +64,16 @@ class MicroBatcher(Generic[In, Out]):
     """Runs ``work(items) -> results`` (one result per item, same order) over batches of concurrent items."""
 
     def __init__(
-        self, work: Callable[[list[In]], Sequence[Out]], *, max_batch: int = 64, max_wait: float = 0.0
+        self,
+        work: Callable[[list[In]], Sequence[Out]],
+        *,
+        max_batch: int = 64,
+        max_wait: float = 0.0,
+        max_queue: int | None = None,
     ) -> None:
-        if max_batch < 1 or max_wait < 0:
-            raise ValueError("max_batch must be >= 1 and max_wait >= 0")
-        self.work, self.max_batch, self.max_wait = work, max_batch, max_wait
+        if max_batch < 1 or max_wait < 0 or (max_queue is not None and max_queue < 1):
+            raise ValueError("max_batch must be >= 1, max_wait >= 0 and max_queue None or >= 1")
+        self.work, self.max_batch, self.max_wait, self.max_queue = work, max_batch, max_wait, max_queue
         self._queue: deque[_Pending[In, Out]] = deque()
         self._wake = asyncio.Event()
         self._worker: asyncio.Task[None] | None = None
@@ -74,6 +85,8 @@ class MicroBatcher(Generic[In, Out]):
     async def submit(self, item: In) -> Batched[Out]:
         if self._closed:
             raise BatcherClosed("the batcher is closed")
+        if self.max_queue is not None and len(self._queue) >= self.max_queue:
+            raise QueueFull(f"{len(self._queue)} items are waiting (the most is {self.max_queue})")
         if self._worker is None:
             self._worker = asyncio.get_running_loop().create_task(self._run(), name="micro-batcher")
         future: asyncio.Future[Batched[Out]] = asyncio.get_running_loop().create_future()

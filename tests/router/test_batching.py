@@ -8,7 +8,7 @@ import time
 import anyio
 import pytest
 
-from router.batching import BatcherClosed, MicroBatcher
+from router.batching import BatcherClosed, MicroBatcher, QueueFull
 
 
 class Recorder:
@@ -132,3 +132,28 @@ async def test_close_fails_waiting_callers_and_refuses_new_ones() -> None:
 def test_bad_limits_are_refused() -> None:
     with pytest.raises(ValueError, match="max_batch"):
         MicroBatcher(Recorder(), max_batch=0)
+
+
+async def test_a_full_queue_turns_callers_away_at_once_and_serves_the_rest() -> None:
+    work = Recorder(seconds=0.05)
+    batcher = MicroBatcher(work, max_batch=4, max_queue=6)
+    outcomes: dict[int, object] = {}
+
+    async def one(item: int) -> None:
+        try:
+            outcomes[item] = (await batcher.submit(item)).value
+        except QueueFull as exc:
+            outcomes[item] = exc
+
+    async with anyio.create_task_group() as tg:
+        for item in range(10):
+            tg.start_soon(one, item)
+    # all ten arrive before the worker takes any: six queue, four are turned away without waiting for a batch
+    refused = sorted(i for i, outcome in outcomes.items() if isinstance(outcome, QueueFull))
+    assert refused == [6, 7, 8, 9]
+    assert {i: outcomes[i] for i in range(6)} == {i: 2 * i for i in range(6)}
+    assert "6 items are waiting (the most is 6)" in str(outcomes[6])
+    assert (await batcher.submit(20)).value == 40  # room again once the queue drains
+    await batcher.close()
+    with pytest.raises(ValueError, match="max_queue"):
+        MicroBatcher(Recorder(), max_queue=0)
