@@ -38,12 +38,17 @@ def random_at_mix(outcomes: Outcomes, mix: dict[str, float]) -> dict[str, Any]:
     }
 
 
-def oracle(outcomes: Outcomes) -> dict[str, Any]:
+def oracle_choices(outcomes: Outcomes) -> npt.NDArray[np.intp]:
     """The cheapest correct route per question (the cheapest route when none is correct)."""
     order = np.argsort(outcomes.cost.mean(axis=0), kind="stable")
     correct = outcomes.em[:, order] > 0
-    choices = np.where(correct.any(axis=1), order[np.argmax(correct, axis=1)], order[0])
-    return routed_with_f1(choices, outcomes)
+    choices: npt.NDArray[np.intp] = np.where(correct.any(axis=1), order[np.argmax(correct, axis=1)], order[0])
+    return choices
+
+
+def oracle(outcomes: Outcomes) -> dict[str, Any]:
+    """Routed outcome of ``oracle_choices``."""
+    return routed_with_f1(oracle_choices(outcomes), outcomes)
 
 
 def adaptive_rag_choices(outcomes: Outcomes) -> npt.NDArray[np.intp] | None:

@@ -9,12 +9,15 @@ Sections of the report (all computed on the same questions in one run):
 - ``baselines``: fixed routes, random at the router's mix, kNN on embeddings (trained on the training split,
   k by leave-one-out), Adaptive-RAG (when the rows carry its decisions), oracle;
 - ``ci``: bootstrap 95% intervals (questions resampled) and paired differences against Adaptive-RAG;
-- ``per_dataset`` and ``lodo`` (leave one dataset out: retrain on the other datasets' training rows).
+- ``per_dataset`` and ``lodo`` (leave one dataset out: retrain on the other datasets' training rows);
+- ``robustness`` (with a ``Probe``): the decisions on perturbed questions (see ``models.robustness``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -32,10 +35,12 @@ from models.baselines import (
     routed_with_f1,
 )
 from models.bundle import Bundle
+from models.classifier import RouteClassifier
 from models.curve import KNOBS, em_at_cost, normalised_area, policy_choices, sweep
 from models.metrics import probability_metrics
 from models.outcomes import Outcomes
 from models.policy import Policy, decide_batch
+from models.robustness import Decisions, Probe, measure
 from models.routes import ROUTES
 from models.training import Fitter
 
@@ -49,6 +54,14 @@ class EvalData:
     test_x: FloatArray
     train: Outcomes
     train_x: FloatArray
+
+
+def route(
+    classifier: RouteClassifier, policy: Policy, x: FloatArray, questions: Sequence[str]
+) -> tuple[FloatArray, npt.NDArray[np.intp]]:
+    """Calibrated probabilities and the policy's route indices: the decision as the service takes it."""
+    probabilities = classifier.predict_proba(x, questions)
+    return probabilities, decide_batch(probabilities, policy)
 
 
 def curve_summary(
@@ -158,7 +171,7 @@ def leave_one_dataset_out(
         train = data.train.subset(train_mask)
         classifier = fit(data.train_x[train_mask], train.questions, train.em)
         subset = data.test.subset(test_mask)
-        choices = decide_batch(classifier.predict_proba(data.test_x[test_mask], subset.questions), policy)
+        _, choices = route(classifier, policy, data.test_x[test_mask], subset.questions)
         report[name] = {
             "rows": len(subset),
             "held_out": routed_with_f1(choices, subset),
@@ -178,11 +191,12 @@ def evaluate(
     resamples: int = 1000,
     seed: int = 0,
     progress: bool = False,
+    probe: Probe | None = None,
 ) -> dict[str, Any]:
-    """The whole report; ``fit`` (a trainer with the bundle's options) enables the leave-one-dataset-out section."""
+    """The whole report; ``fit`` (a trainer with the bundle's options) enables the leave-one-dataset-out section,
+    ``probe`` (the embedder and a sample size) the robustness section."""
     test = data.test
-    probabilities = bundle.classifier.predict_proba(data.test_x, test.questions)
-    choices = decide_batch(probabilities, policy)
+    probabilities, choices = route(bundle.classifier, policy, data.test_x, test.questions)
     routed = routed_with_f1(choices, test)
     report: dict[str, Any] = {
         "model_version": bundle.version,
@@ -199,4 +213,7 @@ def evaluate(
     report["per_dataset"] = per_dataset(data, choices)
     if fit is not None:
         report["lodo"] = leave_one_dataset_out(data, fit, policy, choices, progress)
+    if probe is not None:
+        decide = partial(route, bundle.classifier, policy)
+        report["robustness"] = measure(test, data.test_x, Decisions(probabilities, choices), decide, probe)
     return report

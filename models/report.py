@@ -8,6 +8,15 @@ from typing import Any
 from models.routes import ROUTES
 
 CURVE_PNG, RELIABILITY_PNG, REPORT_MD = "em_vs_cost.png", "reliability.png", "report.md"
+ROBUSTNESS_HEADER = [
+    "family",
+    "n",
+    "decision unchanged",
+    "unchanged when correct / cheapest correct / wrong",
+    "mean abs dp ft / rag / both",
+    "embedding cosine",
+    "EM original -> perturbed (diff, 95% CI)",
+]
 
 
 def _pct(value: float | None) -> str:
@@ -203,7 +212,68 @@ def render_markdown(report: dict[str, Any]) -> str:
                 for name, d in report["lodo"].items()
             ],
         )
+    lines += _robustness(report.get("robustness"))
     return "\n".join(lines) + "\n"
+
+
+def _robustness(section: dict[str, Any] | None) -> list[str]:
+    if not section:
+        return []
+    lines = [
+        "",
+        "## Robustness to rewording",
+        "",
+        f"{section['rows']} questions, each rewritten by every family (seed {section['seed']}; examples below) and "
+        "decided again by the same classifier and policy. The meaning-preserving families should leave the decision "
+        "unchanged (ideal 100%), and their EM is scored on the original question's outcomes. A negated question has "
+        "no outcomes, so its right route is unknown: its row says how often the decision changed, not whether the "
+        "change was right. Columns split by the original decision: correct, the cheapest correct route, wrong.",
+        "",
+    ]
+    lines += _table(ROBUSTNESS_HEADER, [_robustness_row(name, f) for name, f in section["families"].items()])
+    versus = section.get("negation_vs_surface")
+    if versus:
+        lines += [
+            "",
+            f"Negation changed {versus['decision_changed']:.1%} of decisions, the meaning-preserving families "
+            f"{versus['surface_decision_changed']:.1%}; negation moved the scores {versus['delta_p_ratio']}x as far "
+            "(mean absolute change of the success probabilities). Near 1x means the router reads a negation like "
+            "surface noise.",
+        ]
+    lines += ["", "Examples (route before -> after):", ""]
+    for name, figures in section["families"].items():
+        lines += [
+            f"- {name}: `{_quote(e['original'])}` -> `{_quote(e['perturbed'])}` "
+            f"({e['route']} -> {e['perturbed_route']})"
+            for e in figures["examples"]
+        ]
+    return lines
+
+
+def _robustness_row(name: str, figures: dict[str, Any]) -> list[str]:
+    split = " / ".join(
+        _share(figures[key])
+        for key in ("unchanged_when_correct", "unchanged_when_cheapest_correct", "unchanged_when_wrong")
+    )
+    em = figures["em"]
+    effect = "not valid (meaning changed)"
+    if em:
+        low, high = em["em_difference_ci"]
+        effect = (
+            f"{em['em_original']:.3f} -> {em['em_perturbed']:.3f} "
+            f"({em['em_difference']:+.3f}, [{low:+.3f}, {high:+.3f}])"
+        )
+    delta = " / ".join(f"{figures['mean_abs_delta_p'][r]:.3f}" for r in ROUTES)
+    unchanged = _share(figures["decision_unchanged"])
+    return [name, str(figures["rows"]), unchanged, split, delta, f"{figures['embedding_cosine']:.3f}", effect]
+
+
+def _share(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1%}"
+
+
+def _quote(text: str) -> str:
+    return text.replace("`", "'").replace("|", "/")
 
 
 def _paired(ci: dict[str, Any]) -> list[str]:

@@ -11,6 +11,7 @@ import json
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -112,6 +113,7 @@ def _eval(args: argparse.Namespace, settings: Settings) -> int:
     from models.evaluation import EvalData, evaluate
     from models.outcomes import load_outcomes
     from models.report import write_report
+    from models.robustness import Probe
     from models.training import fitter
     from router.resources import embedder_from
 
@@ -129,7 +131,9 @@ def _eval(args: argparse.Namespace, settings: Settings) -> int:
         train_x=embedder.encode(train.questions, progress=progress).astype(np.float64),
     )
     fit = None if args.skip_lodo else fitter(bundle)
-    report = evaluate(bundle, policy, data, fit=fit, resamples=args.resamples, progress=progress)
+    encode = partial(embedder.encode, progress=progress)
+    probe = Probe(encode, args.robustness_sample) if args.robustness else None
+    report = evaluate(bundle, policy, data, fit=fit, resamples=args.resamples, progress=progress, probe=probe)
     if args.out:
         path = write_report(report, args.out)
         print(f"report written to {path}", file=sys.stderr)
@@ -196,6 +200,14 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--train-split", default="dev_500", help="rows the kNN baseline and LODO train on")
     evaluate.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples")
     evaluate.add_argument("--skip-lodo", action="store_true", help="skip leave-one-dataset-out (retrains 6 times)")
+    evaluate.add_argument(
+        "--robustness",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="decisions on perturbed questions (typos, casing, punctuation, paraphrase, negation): one embedding "
+        "pass per family",
+    )
+    evaluate.add_argument("--robustness-sample", type=int, help="perturb this many questions (default: all)")
     evaluate.add_argument("--out", type=Path, help="write report.md and PNG plots to this directory")
     evaluate.add_argument("--json", action="store_true", help="print the whole report as one JSON object")
     evaluate.add_argument("--record", action="store_true", help="store the headline figures in the bundle's manifest")
