@@ -2,8 +2,9 @@
 
 Route to model: ``ft`` -> the fine-tuned model (a LoRA adapter name in vLLM) without context; ``rag`` -> the base
 model with the retrieved passages; ``both`` -> the fine-tuned model with the passages. Passages are numbered
-``[1]..[n]`` in the prompt, in the order of the response's ``sources``, and fenced so the model can tell them from
-the instructions.
+``[1]..[n]`` in the prompt, in the order of the response's ``sources``, and fenced in ``<sources>...</sources>`` so
+the model can tell them from the instructions; a passage's own ``<sources>`` tags are escaped (:func:`fenced`), so
+no document can end the fence and speak as the instructions.
 """
 
 from __future__ import annotations
@@ -105,8 +106,19 @@ class Generator(Protocol):
     ) -> AsyncIterator[str]: ...
 
 
+_FENCE_TAG = re.compile(r"<(\s*/?\s*sources\b[^<>]*)>", re.IGNORECASE)
+
+
+def fenced(text: str) -> str:
+    """``text`` with every ``<sources>``-like tag (any case, spacing or attributes) escaped to ``&lt;...&gt;``, so
+    retrieved text can neither close the fence early nor open a fake one."""
+    return _FENCE_TAG.sub(r"&lt;\1&gt;", text)
+
+
 def context_block(passages: Sequence[Passage]) -> str:
-    numbered = "\n\n".join(f"[{i}] {p.section or p.title}\n{p.text}" for i, p in enumerate(passages, start=1))
+    numbered = "\n\n".join(
+        f"[{i}] {fenced(p.section or p.title)}\n{fenced(p.text)}" for i, p in enumerate(passages, start=1)
+    )
     return f"<sources>\n{numbered}\n</sources>"
 
 

@@ -13,6 +13,7 @@ from litestar.di import NamedDependency
 from litestar.params import JSONBody
 from litestar.response import Stream
 
+from router.auth import require_client
 from router.resources import check_models
 from router.schemas import Health, QueryRequest, QueryResponse, Readiness, RouteRequest, RouteResponse
 from router.service import Ask, RouterService
@@ -23,6 +24,7 @@ READY_TIMEOUT_S = 2.0
 class RoutingController(Controller):
     path = "/v1"
     tags = ("routing",)
+    guards = (require_client,)
 
     @post("/route", status_code=200, summary="Decide a route (no generation)")
     async def route(self, data: JSONBody[RouteRequest], service: NamedDependency[RouterService]) -> RouteResponse:

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 import anyio
 import structlog
 from litestar import Litestar
+from litestar.config.cors import CORSConfig
 from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.middleware import DefineMiddleware
@@ -17,6 +18,7 @@ from litestar.openapi import OpenAPIConfig
 from backends.errors import BackendError
 from models.bundle import BundleError
 from router.api import HealthController, RoutingController
+from router.auth import InsecureSettings, check_secrets
 from router.dashboard import DashboardController
 from router.documents_api import DocumentsController
 from router.errors import EXCEPTION_HANDLERS
@@ -26,6 +28,7 @@ from router.logs_api import RoutingLogsController, StatsController, window_drift
 from router.metrics import Metrics, scrape
 from router.middleware import RequestContextMiddleware, before_send
 from router.openai_api import OpenAIController
+from router.ratelimit import RateLimiter, rate_limit
 from router.resources import ConfigurationError, open_service
 from router.routing_log import RoutingLog, RoutingLogError
 from router.service import RouterService
@@ -99,9 +102,28 @@ async def _refresh_drift(service: RouterService, routing_log: RoutingLog, metric
             metrics.set_drift(found["index"])
 
 
+def cors_config(settings: Settings) -> CORSConfig | None:
+    """None (no CORS headers for any origin) unless origins are configured."""
+    origins = settings.cors.allow_origins
+    if not origins:
+        return None
+    return CORSConfig(
+        allow_origins=origins,
+        allow_methods=["GET", "POST", "PUT", "DELETE"],
+        allow_headers=["authorization", "x-api-key", "content-type", "x-request-id"],
+        expose_headers=["x-request-id", "retry-after"],
+        max_age=settings.cors.max_age,
+    )
+
+
 def create_app(settings: Settings | None = None) -> Litestar:
     settings = settings or get_settings()
-    configure_logging(settings.log.level, settings.log.format)
+    configure_logging(settings.log.level, settings.log.format, settings.log.query_text)
+    try:
+        check_secrets(settings)
+    except InsecureSettings as exc:
+        log.error("service_refused", reason=str(exc), error=type(exc).__name__)
+        raise
     return Litestar(
         route_handlers=[
             RoutingController,
@@ -115,6 +137,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
             scrape,
         ],
         dependencies={"service": Provide(provide_service, sync_to_thread=False)},
+        guards=[rate_limit],
+        cors_config=cors_config(settings),
         lifespan=[lifespan],
         middleware=[DefineMiddleware(RequestContextMiddleware)],
         before_send=[before_send],
@@ -124,6 +148,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
                 "settings": settings,
                 "service": None,
                 "metrics": Metrics(),
+                "rate_limiter": RateLimiter.from_settings(settings.rate_limit),
                 "outcomes": OutcomesScorer(settings.thresholds.outcomes_file, settings.thresholds.outcomes_split),
             }
         ),

@@ -240,11 +240,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     from models.bundle import BundleError
     from models.embedder import EmbedderError
     from models.outcomes import OutcomesError
+    from router.auth import InsecureSettings
     from router.labelling import QuestionsError
     from router.routing_log import RoutingLogError
 
     expected: tuple[type[Exception], ...] = (
-        BundleError, OutcomesError, DocumentError, BackendError, QuestionsError, RoutingLogError, EmbedderError
+        BundleError, OutcomesError, DocumentError, BackendError, QuestionsError, RoutingLogError, EmbedderError,
+        InsecureSettings,
     )  # fmt: skip
     try:
         return COMMANDS[args.command](args, get_settings())

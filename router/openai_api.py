@@ -27,6 +27,7 @@ from backends.generators import ChatOptions
 from backends.vllm import ChatMessage
 from models.routes import ROUTES, Route
 from router.api import SSE_HEADERS, EventStream
+from router.auth import require_client
 from router.errors import InvalidQuery, NoAnswer, RouterError, backend_status
 from router.logs import current_request_id
 from router.openai_schemas import (
@@ -164,7 +165,10 @@ def openai_error(status: int, message: str, **fields: Any) -> Response[dict[str,
 
 def _http(_: Request[Any, Any, Any], exc: HTTPException) -> Response[dict[str, Any]]:
     details = "; ".join(str(e.get("message", e)) for e in exc.extra) if isinstance(exc.extra, list) else ""
-    return openai_error(exc.status_code, f"{exc.detail}: {details}" if details else exc.detail)
+    code = "rate_limit_exceeded" if exc.status_code == 429 else None  # OpenAI's code; clients back off on it
+    answer = openai_error(exc.status_code, f"{exc.detail}: {details}" if details else exc.detail, code=code)
+    answer.headers.update(exc.headers or {})  # Retry-After, WWW-Authenticate
+    return answer
 
 
 def _router(_: Request[Any, Any, Any], exc: RouterError) -> Response[dict[str, Any]]:
@@ -180,6 +184,7 @@ def _backend(_: Request[Any, Any, Any], exc: BackendError) -> Response[dict[str,
 class OpenAIController(Controller):
     path = "/v1"
     tags = ("openai",)
+    guards = (require_client,)
     exception_handlers: ExceptionHandlersMap = {  # noqa: RUF012 (litestar reads it from the class)
         HTTPException: _http,
         RouterError: _router,

@@ -296,6 +296,7 @@ class RouterService:
         """The routing record: one log line, and one row in the durable routing log when there is one."""
         log.info(
             "route_decided",
+            query=decision.text,  # the text, or its hash and length: log.query_text (router.logs)
             route=decision.route,
             route_source=decision.source,
             scores={r: getattr(decision.scores, r) for r in ROUTES},

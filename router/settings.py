@@ -6,16 +6,24 @@ is the reference; keep it in step with this file.
 
 from __future__ import annotations
 
+import os
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, Field, SecretStr, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings.sources import NestedSecretsSettingsSource
 
 from models.bundle import default_bundle_dir
 from models.policy import MAX_COST_WEIGHT
 from router.schemas import RouteName, StepName
+
+_CLIENT_NAME = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+SECRETS_DIR = Path("/run/secrets/router")
+"""Where secret files are read from (``ROUTER_SECRETS_DIR`` overrides it): one file per setting, named like its
+environment variable (``ROUTER_SERVER__ADMIN_API_KEY``), holding the value. A missing directory is no error."""
 
 
 class ServerSettings(BaseModel):
@@ -28,6 +36,28 @@ class ServerSettings(BaseModel):
         description="key for the admin endpoints (documents, thresholds changes), sent as "
         "'Authorization: Bearer <key>' or 'X-API-Key: <key>'; at least 16 characters; None = they answer 403",
     )
+    environment: Literal["development", "staging", "production"] = Field(
+        "development",
+        description="outside development the service refuses to start on a placeholder or weak key (router.auth)",
+    )
+    client_api_keys: dict[str, SecretStr] = Field(
+        default_factory=dict,
+        description='callers of the query endpoints by name, {"name": "key"} (JSON); the name is the caller\'s '
+        "identity in rate limits and logs; empty = the query endpoints are open and limited per client IP",
+    )
+
+    @model_validator(mode="after")
+    def _client_keys_usable(self) -> ServerSettings:
+        seen = {self.admin_api_key.get_secret_value()} if self.admin_api_key else set()
+        for name, key in self.client_api_keys.items():
+            if not _CLIENT_NAME.match(name):
+                raise ValueError(f"server.client_api_keys: name {name!r} must be 1-64 of A-Za-z0-9._-")
+            if len(key.get_secret_value()) < 16:
+                raise ValueError(f"server.client_api_keys[{name!r}]: a key needs at least 16 characters")
+            if key.get_secret_value() in seen:
+                raise ValueError(f"server.client_api_keys[{name!r}]: every key (the admin key too) must differ")
+            seen.add(key.get_secret_value())
+        return self
 
 
 class EmbedderSettings(BaseModel):
@@ -197,6 +227,42 @@ class ClientSettings(BaseModel):
 class LogSettings(BaseModel):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     format: Literal["auto", "json", "console"] = Field("auto", description="auto = console on a terminal, else JSON")
+    query_text: Literal["full", "hash"] = Field(
+        "hash",
+        description="log lines carry the query text (full), or only its SHA-256 and length (hash); the durable "
+        "routing log has its own routing_log.query_text",
+    )
+
+
+class RateLimitRule(BaseModel):
+    requests_per_second: float = Field(gt=0)
+    burst: int = Field(ge=1)
+
+
+class RateLimitSettings(BaseModel):
+    """A token bucket per caller (client key name, else client IP) on the /v1/ endpoints, per replica."""
+
+    requests_per_second: float | None = Field(None, gt=0, description="tokens added per second; None = no limit")
+    burst: int = Field(20, ge=1, description="bucket size: requests a caller may send at once after a pause")
+    clients: dict[str, RateLimitRule] = Field(
+        default_factory=dict, description='per client key name, its own rule, e.g. {"batch": {...}} (JSON)'
+    )
+    max_callers: int = Field(100_000, ge=1, description="buckets kept; the least recently used one is dropped")
+
+
+class CorsSettings(BaseModel):
+    allow_origins: list[str] = Field(
+        default_factory=list,
+        description="origins browsers may call from (JSON list, e.g. [\"https://app.example.com\"]); empty = none",
+    )
+    max_age: int = Field(600, ge=0, description="seconds a browser may cache a preflight answer")
+
+    @model_validator(mode="after")
+    def _origins_exact(self) -> CorsSettings:
+        for origin in self.allow_origins:
+            if origin != "*" and not re.fullmatch(r"https?://[^/\s]+", origin):
+                raise ValueError(f"cors.allow_origins: {origin!r} is not scheme://host[:port] (no path) or '*'")
+        return self
 
 
 class Settings(BaseSettings):
@@ -215,6 +281,27 @@ class Settings(BaseSettings):
     routing_log: RoutingLogSettings = Field(default_factory=RoutingLogSettings)
     client: ClientSettings = Field(default_factory=ClientSettings)
     log: LogSettings = Field(default_factory=LogSettings)
+    rate_limit: RateLimitSettings = Field(default_factory=RateLimitSettings)
+    cors: CorsSettings = Field(default_factory=CorsSettings)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],  # noqa: ARG003 (the signature pydantic-settings calls)
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Environment variables first, then secret files (``Settings(_secrets_dir=...)``, else
+        ``ROUTER_SECRETS_DIR``, else :data:`SECRETS_DIR`), named like the variables."""
+        directory = getattr(file_secret_settings, "secrets_dir", None) or os.environ.get(
+            "ROUTER_SECRETS_DIR", str(SECRETS_DIR)
+        )
+        secrets = NestedSecretsSettingsSource(
+            file_secret_settings, secrets_dir=directory, secrets_dir_missing="ok", secrets_nested_delimiter="__"
+        )
+        return init_settings, env_settings, dotenv_settings, secrets
 
     @property
     def client_url(self) -> str:
