@@ -253,7 +253,7 @@ class RateLimitSettings(BaseModel):
 class CorsSettings(BaseModel):
     allow_origins: list[str] = Field(
         default_factory=list,
-        description="origins browsers may call from (JSON list, e.g. [\"https://app.example.com\"]); empty = none",
+        description='origins browsers may call from (JSON list, e.g. ["https://app.example.com"]); empty = none',
     )
     max_age: int = Field(600, ge=0, description="seconds a browser may cache a preflight answer")
 
