@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import anyio
 import structlog
-from litestar import Litestar
+from litestar import Litestar, Router
 from litestar.config.cors import CORSConfig
 from litestar.datastructures import State
 from litestar.di import Provide
@@ -23,11 +23,13 @@ from router.dashboard import DashboardController
 from router.documents_api import DocumentsController
 from router.errors import EXCEPTION_HANDLERS
 from router.labelled import OutcomesScorer
+from router.limits import LIMIT_SETTING, LimitedRequest
 from router.logs import configure_logging
 from router.logs_api import RoutingLogsController, StatsController, window_drift
 from router.metrics import Metrics, scrape
 from router.middleware import RequestContextMiddleware, before_send
 from router.openai_api import OpenAIController
+from router.openapi import document_errors
 from router.ratelimit import RateLimiter, rate_limit
 from router.resources import ConfigurationError, open_service
 from router.routing_log import RoutingLog, RoutingLogError
@@ -124,11 +126,17 @@ def create_app(settings: Settings | None = None) -> Litestar:
     except InsecureSettings as exc:
         log.error("service_refused", reason=str(exc), error=type(exc).__name__)
         raise
-    return Litestar(
+    documents = Router(  # a document of retrieval.max_document_chars needs more than the other endpoints' limit
+        "/",
+        route_handlers=[DocumentsController],
+        request_max_body_size=settings.server.max_document_body_bytes,
+        opt={LIMIT_SETTING: "server.max_document_body_bytes"},
+    )
+    app = Litestar(
         route_handlers=[
             RoutingController,
             HealthController,
-            DocumentsController,
+            documents,
             OpenAIController,
             ThresholdsController,
             DashboardController,
@@ -155,4 +163,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
         openapi_config=OpenAPIConfig(title="Adaptive query router", version="0.1.0", path="/schema"),
         signature_types=[RouterService],
         logging_config=None,
+        request_class=LimitedRequest,
+        request_max_body_size=settings.server.max_body_bytes,
     )
+    document_errors(app)
+    return app

@@ -29,6 +29,7 @@ from models.routes import ROUTES, Route
 from router.api import SSE_HEADERS, EventStream
 from router.auth import require_client
 from router.errors import InvalidQuery, NoAnswer, RouterError, backend_status
+from router.limits import check_text
 from router.logs import current_request_id
 from router.openai_schemas import (
     AssistantMessage,
@@ -72,10 +73,14 @@ def conversation(data: ChatCompletionRequest) -> tuple[str, ChatOptions]:
         texts = [message.text() for message in data.messages]
     except ValueError as exc:
         raise InvalidQuery(str(exc)) from exc
+    for n, text in enumerate(texts):
+        check_text(text, f"messages[{n}].content")
     if data.messages[-1].role != "user":
         raise InvalidQuery(f"the last message must come from the user, not {data.messages[-1].role!r}")
     if any(message.role == "tool" for message in data.messages):
         raise InvalidQuery("tool messages are not supported: the router offers no tools")
+    if data.logprobs:
+        raise InvalidQuery("logprobs is not supported: the router does not return token log probabilities")
     if data.stream_options and data.stream_options.include_usage:
         raise InvalidQuery("stream_options.include_usage is not supported: streamed answers carry no token counts")
     history = tuple(

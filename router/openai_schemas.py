@@ -2,7 +2,9 @@
 
 Requests follow OpenAI's chat completion shape. Fields that would change the answer but that the router cannot honour
 (``n`` > 1, tools, response formats, images, logprobs) are refused with a 400 rather than ignored; an unknown field
-is refused too. Responses are OpenAI's shapes plus one extra field, ``router``, carrying the routing decision.
+is refused too. Fields OpenAI clients send that cannot change the answer (``user``, ``metadata``, ``store``,
+``service_tier``, ``prompt_cache_key``, ``safety_identifier``, ``parallel_tool_calls``, ``logprobs: false``) are
+accepted and ignored. Responses are OpenAI's shapes plus one extra field, ``router``, carrying the routing decision.
 """
 
 from __future__ import annotations
@@ -69,6 +71,14 @@ class ChatCompletionRequest(OpenAIRequest):
     n: Annotated[int, msgspec.Meta(ge=1, le=1)] | None = None
     user: str | None = None
     router: RouterOptions | None = None
+    # Accepted so that OpenAI clients that send them work; none changes the answer (logprobs: true is refused).
+    metadata: dict[str, str] | None = None
+    store: bool | None = None
+    service_tier: str | None = None
+    prompt_cache_key: str | None = None
+    safety_identifier: str | None = None
+    parallel_tool_calls: bool | None = None
+    logprobs: bool | None = None
 
 
 class RouterInfo(msgspec.Struct, frozen=True):

@@ -45,6 +45,7 @@ from models.policy import MAX_COST_WEIGHT, Policy, decide
 from models.routes import ROUTES, Route
 from router.batching import MicroBatcher
 from router.errors import InvalidQuery, NoAnswer
+from router.limits import check_text
 from router.logs import current_request_id
 from router.routing_log import STAGES, RoutingLog, failures_json, next_seq
 from router.schemas import (
@@ -251,6 +252,7 @@ class RouterService:
         return True
 
     def _clean(self, query: str) -> str:
+        check_text(query, "query")
         text = query.strip()
         if not text:
             raise InvalidQuery("query is empty or whitespace")

@@ -30,6 +30,15 @@ class ServerSettings(BaseModel):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
     max_query_chars: int = Field(2000, ge=1, description="longer queries are rejected with 400")
+    max_body_bytes: int = Field(
+        1_048_576, ge=1024, description="largest request body, announced or streamed; larger ones get 413"
+    )
+    max_document_body_bytes: int = Field(
+        16_777_216,
+        ge=1024,
+        description="largest body of the documents API (one document of retrieval.max_document_chars fits); "
+        "larger ones get 413",
+    )
     admin_api_key: SecretStr | None = Field(
         None,
         min_length=16,
