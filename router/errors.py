@@ -2,8 +2,9 @@
 
     RouterError          a request the service cannot serve
     ├── InvalidQuery     the query is empty, whitespace or too long, or a filter is unusable (400)
-    └── NoAnswer         every step of the answering plan failed (503, each failure listed in ``attempts``;
+    ├── NoAnswer         every step of the answering plan failed (503, each failure listed in ``attempts``;
                          ``Retry-After`` when they were all saturation or open circuits)
+    └── Overloaded       too many queries already wait to be decided (503 with ``Retry-After``)
     HTTPException        litestar's own (validation 400, 404, 405, ...), reshaped into the same body
     BackendError         see backends.errors: timeout 504, unavailable 503, upstream 502, retrieval 503
     Exception            anything else: 500, logged with its traceback, no internals in the body
@@ -38,6 +39,11 @@ BACKEND_STATUS: dict[type[BackendError], int] = {
 class RouterError(Exception):
     status_code = 400
 
+    @property
+    def retryable(self) -> bool:
+        """Answered with ``Retry-After``: trying again shortly may succeed."""
+        return False
+
 
 class InvalidQuery(RouterError):
     pass
@@ -56,11 +62,20 @@ class NoAnswer(RouterError):
         self.attempts = attempts
 
     @property
-    def transient(self) -> bool:
+    def retryable(self) -> bool:
+        """All the failures were saturation or open circuits."""
         return bool(self.attempts) and all(a["reason"] in TRANSIENT_REASONS for a in self.attempts)
 
     def body(self) -> dict[str, Any]:
         return {"status": self.status_code, "detail": str(self), "attempts": self.attempts}
+
+
+class Overloaded(RouterError):
+    status_code = 503
+
+    @property
+    def retryable(self) -> bool:
+        return True
 
 
 def problem(status: int, detail: str, headers: dict[str, str] | None = None, **extra: Any) -> Response[dict[str, Any]]:
@@ -97,11 +112,11 @@ def handle_http(_: Request[Any, Any, Any], exc: HTTPException) -> Response[dict[
 
 
 def handle_router(_: Request[Any, Any, Any], exc: RouterError) -> Response[dict[str, Any]]:
+    headers = {"Retry-After": str(RETRY_AFTER_S)} if exc.retryable else None
     if isinstance(exc, NoAnswer):
         log.warning("no_answer", attempts=exc.attempts)
-        headers = {"Retry-After": str(RETRY_AFTER_S)} if exc.transient else None
         return problem(exc.status_code, str(exc), headers, attempts=exc.attempts)
-    return problem(exc.status_code, str(exc))
+    return problem(exc.status_code, str(exc), headers)
 
 
 def backend_status(exc: BackendError) -> int:

@@ -28,7 +28,7 @@ from backends.vllm import ChatMessage
 from models.routes import ROUTES, Route
 from router.api import SSE_HEADERS, EventStream
 from router.auth import require_client
-from router.errors import InvalidQuery, NoAnswer, RouterError, backend_status
+from router.errors import InvalidQuery, RouterError, backend_status
 from router.limits import check_text
 from router.logs import current_request_id
 from router.openai_schemas import (
@@ -179,7 +179,7 @@ def _http(_: Request[Any, Any, Any], exc: HTTPException) -> Response[dict[str, A
 def _router(_: Request[Any, Any, Any], exc: RouterError) -> Response[dict[str, Any]]:
     if isinstance(exc, ModelNotServed):
         return openai_error(404, str(exc), param="model", code="model_not_found")
-    return openai_error(exc.status_code, str(exc), retry=isinstance(exc, NoAnswer) and exc.transient)
+    return openai_error(exc.status_code, str(exc), retry=exc.retryable)
 
 
 def _backend(_: Request[Any, Any, Any], exc: BackendError) -> Response[dict[str, Any]]:

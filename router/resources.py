@@ -192,6 +192,7 @@ async def open_service(settings: Settings) -> AsyncIterator[RouterService]:
             routing_log=routing_log,
             max_batch=settings.embedder.max_batch,
             max_wait=settings.embedder.max_wait_ms / 1000,
+            max_queue=settings.embedder.max_queue,
         )
         stack.push_async_callback(service.decider.close)
         yield service

@@ -43,8 +43,8 @@ from models.bundle import Bundle, ThresholdsRecord
 from models.embedder import Embedder
 from models.policy import MAX_COST_WEIGHT, Policy, decide
 from models.routes import ROUTES, Route
-from router.batching import MicroBatcher
-from router.errors import InvalidQuery, NoAnswer
+from router.batching import MicroBatcher, QueueFull
+from router.errors import InvalidQuery, NoAnswer, Overloaded
 from router.limits import check_text
 from router.logs import current_request_id
 from router.routing_log import STAGES, RoutingLog, failures_json, next_seq
@@ -202,14 +202,18 @@ class RouterService:
     """Called with every routing record (a routing-log row) as it is made: metrics, live views."""
     knob_range: tuple[float, float] | None = (0.0, MAX_COST_WEIGHT)
     """Bounds of a request's own ``cost_weight``; None refuses it."""
-    max_batch: int = 64
+    max_batch: int = 8
     max_wait: float = 0.0
+    max_queue: int | None = 256
+    """Queries waiting to be decided past which a request is answered 503 at once (None: no bound)."""
     _skipped_version: int = 0
     """The newest store version last found set for another bundle (logged once, not applied)."""
     decider: MicroBatcher[str, Scored] = field(init=False)
 
     def __post_init__(self) -> None:
-        self.decider = MicroBatcher(self._score, max_batch=self.max_batch, max_wait=self.max_wait)
+        self.decider = MicroBatcher(
+            self._score, max_batch=self.max_batch, max_wait=self.max_wait, max_queue=self.max_queue
+        )
 
     def _score(self, texts: list[str]) -> list[Scored]:
         """Embeds and scores a batch of queries (in the batcher's worker thread)."""
@@ -274,7 +278,11 @@ class RouterService:
 
     async def _decide(self, query: str, forced: Route | None, cost_weight: float | None) -> Decision:
         tuning, knob_source = self._tuning_for(cost_weight)
-        batched = await self.decider.submit(query)
+        try:
+            batched = await self.decider.submit(query)
+        except QueueFull as exc:
+            log.warning("request_shed", reason="decider_queue_full", detail=str(exc))
+            raise Overloaded(f"the service is at capacity ({exc}; embedder.max_queue); retry in a moment") from exc
         scored = batched.value
         scores: dict[str, float] = {r: round(float(p), 4) for r, p in zip(ROUTES, scored.probabilities, strict=True)}
         route = forced or decide(scores, tuning.policy)

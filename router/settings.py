@@ -91,6 +91,12 @@ class EmbedderSettings(BaseModel):
         description="most concurrent queries decided in one forward pass; small passes pad less and pipeline with "
         "the HTTP work (measured on 2 cores: 8 beat 16, 32 and 64 in throughput and p99)",
     )
+    max_queue: int = Field(
+        256,
+        ge=1,
+        description="queries waiting to be decided past which a request is answered 503 with Retry-After at once "
+        "(load shedding); 256 is about a second of waiting on 2 cores",
+    )
     max_wait_ms: float = Field(
         0.0,
         ge=0,
