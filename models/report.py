@@ -16,6 +16,7 @@ ROBUSTNESS_HEADER = [
     "mean abs dp ft / rag / both",
     "embedding cosine",
     "EM original -> perturbed (diff, 95% CI)",
+    "mean calls original -> perturbed",
 ]
 
 
@@ -227,7 +228,9 @@ def _robustness(section: dict[str, Any] | None) -> list[str]:
         "decided again by the same classifier and policy. The meaning-preserving families should leave the decision "
         "unchanged (ideal 100%), and their EM is scored on the original question's outcomes. A negated question has "
         "no outcomes, so its right route is unknown: its row says how often the decision changed, not whether the "
-        "change was right. Columns split by the original decision: correct, the cheapest correct route, wrong.",
+        "change was right. The unchanged shares are split by the original decision: correct, the cheapest correct "
+        "route, wrong. Embedding cosine is the mean cosine of the original and perturbed embeddings; what moves "
+        "the scores beyond it is the question-shape features.",
         "",
     ]
     lines += _table(ROBUSTNESS_HEADER, [_robustness_row(name, f) for name, f in section["families"].items()])
@@ -237,8 +240,8 @@ def _robustness(section: dict[str, Any] | None) -> list[str]:
             "",
             f"Negation changed {versus['decision_changed']:.1%} of decisions, the meaning-preserving families "
             f"{versus['surface_decision_changed']:.1%}; negation moved the scores {versus['delta_p_ratio']}x as far "
-            "(mean absolute change of the success probabilities). Near 1x means the router reads a negation like "
-            "surface noise.",
+            "(mean absolute change of the success probabilities). At 1x negation would move the scores as much as "
+            "surface noise; a router that read the meaning should sit well above 1x.",
         ]
     lines += ["", "Examples (route before -> after):", ""]
     for name, figures in section["families"].items():
@@ -256,8 +259,9 @@ def _robustness_row(name: str, figures: dict[str, Any]) -> list[str]:
         for key in ("unchanged_when_correct", "unchanged_when_cheapest_correct", "unchanged_when_wrong")
     )
     em = figures["em"]
-    effect = "not valid (meaning changed)"
+    effect, calls = "not valid (meaning changed)", "-"
     if em:
+        calls = f"{em['mean_cost_original']:.2f} -> {em['mean_cost_perturbed']:.2f}"
         low, high = em["em_difference_ci"]
         effect = (
             f"{em['em_original']:.3f} -> {em['em_perturbed']:.3f} "
@@ -265,7 +269,7 @@ def _robustness_row(name: str, figures: dict[str, Any]) -> list[str]:
         )
     delta = " / ".join(f"{figures['mean_abs_delta_p'][r]:.3f}" for r in ROUTES)
     unchanged = _share(figures["decision_unchanged"])
-    return [name, str(figures["rows"]), unchanged, split, delta, f"{figures['embedding_cosine']:.3f}", effect]
+    return [name, str(figures["rows"]), unchanged, split, delta, f"{figures['embedding_cosine']:.3f}", effect, calls]
 
 
 def _share(value: float | None) -> str:
