@@ -44,11 +44,14 @@ REPORT = Path(__file__).resolve().parents[2] / "var" / "fuzz" / "last-run.json"
 
 @pytest.fixture(scope="module")
 def fuzzed(tmp_path_factory: pytest.TempPathFactory, corpus_uri: str) -> Iterator[LiveService]:
-    """The service with the admin key set, over its own copy of the sample corpus (the fuzzer adds and deletes)."""
-    uri = tmp_path_factory.mktemp("fuzz") / "lancedb"
-    shutil.copytree(corpus_uri, uri)
+    """The service with the admin key set, over its own copy of the sample corpus, thresholds store and routing log:
+    the fuzzer adds and deletes documents and sets thresholds, which other tests' servers must not see."""
+    root = tmp_path_factory.mktemp("fuzz")
+    shutil.copytree(corpus_uri, root / "lancedb")
     settings = Settings(
-        retrieval={"uri": str(uri)},
+        retrieval={"uri": str(root / "lancedb")},
+        thresholds={"uri": str(root / "thresholds")},
+        routing_log={"uri": str(root / "routing-log")},
         log={"format": "json", "level": "WARNING"},
         server={"admin_api_key": ADMIN_KEY, "max_query_chars": 500},
     )
