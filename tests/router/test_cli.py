@@ -66,7 +66,16 @@ def test_train_writes_a_bundle_that_eval_can_load(outcomes_path: Path, trained: 
     assert bundle.reference is not None and len(bundle.reference.questions) == 300  # for explanations and drift
     assert set(bundle.manifest["metrics"]["routes"]) == {"ft", "rag", "both"}
     load_thresholds(out / "thresholds.json")
-    eval_args = ["eval", "--outcomes", str(outcomes_path), "--model", str(out), "--json", "--skip-lodo"]
+    eval_args = [
+        "eval",
+        "--outcomes",
+        str(outcomes_path),
+        "--model",
+        str(out),
+        "--json",
+        "--skip-lodo",
+        "--no-robustness",
+    ]
     assert main([*eval_args, "--resamples", "100"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["rows"] == 120 and report["model_version"] == bundle.version
@@ -135,6 +144,7 @@ def test_eval_writes_a_consistent_report_with_plots(
         "--resamples",
         "200",
         "--record",
+        "--no-robustness",  # tests/models/test_robustness.py covers that section end to end
     ]
     capsys.readouterr()
     assert main(args) == 0
