@@ -27,11 +27,16 @@ _SHARED: list[Any] = [
 ]
 
 
+def query_digest(text: str) -> str:
+    """``sha256:<hex>`` of a query: what log lines and the routing log keep in place of its text."""
+    return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
+
+
 def hash_query(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     """The processor of ``query_text="hash"``: a line's query text becomes its SHA-256 and length."""
     text = event.pop("query", None)
     if isinstance(text, str):
-        event["query_sha256"] = "sha256:" + hashlib.sha256(text.encode()).hexdigest()
+        event["query_sha256"] = query_digest(text)
         event["query_chars"] = len(text)
     elif text is not None:
         event["query"] = "[redacted]"

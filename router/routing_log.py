@@ -13,7 +13,6 @@ and then the oldest beyond ``max_records``.
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import json
 import time
@@ -32,6 +31,7 @@ import structlog
 
 from backends.lancedb import sql_literal
 from models.routes import ROUTES
+from router.logs import query_digest
 
 log = structlog.get_logger("router.routing_log")
 
@@ -199,7 +199,7 @@ class RoutingLog:
 
     def stored_query(self, text: str) -> str:
         if self.query_text == "hash":
-            return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
+            return query_digest(text)
         return text
 
     def append(self, row: dict[str, Any]) -> None:

@@ -8,24 +8,20 @@ routing records in its log reads, threshold changes in its decisions.
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-import sys
 import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
-from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
 import pytest
 
+from bench.service import serve
 from tests.conftest import S3_BUCKET, s3_options
-from tests.integration.conftest import free_port
 
 KEY = "replica-admin-key-0123456789"
 ADMIN = {"Authorization": f"Bearer {KEY}"}
@@ -47,36 +43,15 @@ QUESTIONS = {"a": "When does the quokka ferry leave the harbour?", "b": "How lon
 
 
 @contextmanager
-def replica(name: str, env: dict[str, str], logs: Path) -> Iterator[httpx.Client]:
-    """``router serve`` in its own process; yields a client once ``/ready`` answers 200. SIGTERM at the end."""
-    port = free_port()
-    log_file = logs / f"replica-{name}.log"
-    with log_file.open("wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "router", "serve"],
-            env=os.environ | env | {"ROUTER_SERVER__PORT": str(port)},
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60)
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            assert process.poll() is None, log_file.read_text()[-3000:]
-            try:
-                if client.get("/ready").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, f"replica {name} not ready"
-            time.sleep(0.1)
+def replica(env: dict[str, str]) -> Iterator[httpx.Client]:
+    """``router serve`` in its own process; yields a client once ``/ready`` answers 200. SIGTERM at the end, which
+    must shut it down cleanly."""
+    with serve(env) as service, httpx.Client(base_url=f"http://127.0.0.1:{service.port}", timeout=60) as client:
         yield client
-    finally:
-        client.close()
-        process.terminate()
+        service.process.terminate()
         # uvicorn shuts down gracefully, then ends by the signal it caught (exit status -15)
-        assert process.wait(timeout=60) in (0, -signal.SIGTERM), log_file.read_text()[-3000:]
-        assert "Application shutdown complete." in log_file.read_text()
+        assert service.process.wait(timeout=60) in (0, -signal.SIGTERM), service.log_file.read_text()[-3000:]
+        assert "Application shutdown complete." in service.log_file.read_text()
 
 
 def eventually(check: Callable[[], T], what: str, seconds: float = 20) -> T:
@@ -105,7 +80,7 @@ def record_ids(client: httpx.Client) -> list[str]:
 
 
 @pytest.fixture
-def replicas(s3_endpoint: str, tmp_path: Path) -> Iterator[dict[str, httpx.Client]]:
+def replicas(s3_endpoint: str) -> Iterator[dict[str, httpx.Client]]:
     prefix = f"s3://{S3_BUCKET}/replicas-{uuid.uuid4().hex}"
     options = json.dumps(s3_options(s3_endpoint))
     env = {
@@ -118,11 +93,9 @@ def replicas(s3_endpoint: str, tmp_path: Path) -> Iterator[dict[str, httpx.Clien
         "ROUTER_THRESHOLDS__POLL_SECONDS": "0.2",
         "ROUTER_ROUTING_LOG__URI": f"{prefix}/routing-log",  # storage options: retrieval's
         "ROUTER_ROUTING_LOG__FLUSH_SECONDS": "0.2",
-        "ROUTER_LOG__FORMAT": "json",
-        "HF_HUB_OFFLINE": "1",
     }
     with ExitStack() as stack:
-        a, b = in_parallel(*(lambda n=n: stack.enter_context(replica(n, env, tmp_path)) for n in "ab"))
+        a, b = in_parallel(*(lambda: stack.enter_context(replica(env)) for _ in "ab"))
         yield {"a": a, "b": b}
 
 
