@@ -9,7 +9,7 @@ export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
 .DEFAULT_GOAL := help
-.PHONY: help setup run serve ingest-sample bundle eval bench bench-quick test test-fast lint clean
+.PHONY: help setup run serve ingest-sample bundle eval bench bench-quick bench-soak test test-fast lint clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -49,6 +49,9 @@ bench: setup ## the performance benchmarks (a few minutes; builds 100k and 1M-ch
 
 bench-quick: setup ## the benchmarks without the 1M-chunk table
 	$(BIN)/python -m bench --quick --seconds 8
+
+bench-soak: setup ## ten minutes at saturation: memory, routing-log files and records over time (bench/soak.json)
+	$(BIN)/python -m bench --cases soak --out bench/soak.json
 
 test: setup ## set up and run the whole test suite (includes the real LLM-server test)
 	$(BIN)/pytest

@@ -12,6 +12,8 @@ Cases (``--cases``, default all):
   retrieval  LanceDB search at 100k and 1M generated chunks (``--quick``: 100k only): latency, recall@10
   start      cold start to ready, and resident memory at idle and under load
   peer       the same decision through aurelio's semantic-router with the same encoder (its own virtualenv)
+  soak       not in the default run: /v1/route at saturation for ``--soak-seconds`` (default 600), sampling the
+             service's resident memory, the routing log's files and a log read; then one record per answer
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import platform
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -38,6 +41,9 @@ from bench.service import ROOT, serve
 from bench.timing import stats, timed
 
 CASES = ("embed", "route", "load", "query", "retrieval", "start", "peer")
+EXTRA_CASES = ("soak",)
+SOAK_CLIENTS = 64
+SOAK_WINDOW_S = 20.0
 CLIENTS = 32
 RAW_BATCH_SIZES = (8, 16, 32)
 
@@ -321,6 +327,78 @@ class Bench:
         self.row("peer", f"decision, semantic-router {peer['version']} (same encoder)", _lat(theirs))
         self.row("peer", "  routing overhead beyond the embedding (p50)", peer["overhead_note"])
 
+    def case_soak(self) -> None:
+        seconds = self.args.soak_seconds
+        with tempfile.TemporaryDirectory(prefix="router-soak-") as tmp:
+            table_dir = Path(tmp) / "routing_log.lance"
+            with (
+                serve({"ROUTER_ROUTING_LOG__URI": tmp}) as service,
+                httpx.Client(base_url=f"http://127.0.0.1:{service.port}") as client,
+            ):
+                samples: list[dict[str, Any]] = []
+                answered, statuses, errors, started = 0, dict[int, int](), 0, time.perf_counter()
+                while (elapsed := time.perf_counter() - started) < seconds:
+                    window = min(SOAK_WINDOW_S, seconds - elapsed)
+                    run = asyncio.run(
+                        loadgen.closed_loop(
+                            "127.0.0.1", service.port, "/v1/route", self.payloads, clients=SOAK_CLIENTS, seconds=window
+                        )
+                    )
+                    answered += run.statuses.get(200, 0)
+                    errors += run.errors
+                    for status, n in run.statuses.items():
+                        statuses[status] = statuses.get(status, 0) + n
+                    read = stats(timed(lambda: client.get("/v1/routing-logs?limit=50").raise_for_status(), 3))
+                    samples.append(
+                        {
+                            "seconds": round(time.perf_counter() - started, 1),
+                            "rss_mib": round(service.rss_mib()[0], 1),
+                            "anonymous_mib": round(service.anonymous_mib(), 1),
+                            "req_per_s": round(run.throughput, 1),
+                            "fragments": sum(1 for _ in (table_dir / "data").glob("*")),
+                            "versions": sum(1 for _ in (table_dir / "_versions").glob("*")),
+                            "read_p50_ms": read["p50_ms"],
+                        }
+                    )
+                    print(f"  {samples[-1]}", flush=True)
+            records = asyncio.run(_count_rows(tmp, "routing_log"))  # after the stop's flush
+        late = [s for s in samples if s["seconds"] >= seconds / 2]
+        minutes = np.array([s["seconds"] for s in late]) / 60
+
+        def slope(key: str) -> float:
+            return float(np.polyfit(minutes, [s[key] for s in late], 1)[0]) if len(late) > 1 else 0.0
+
+        self.results["soak"] = {
+            "seconds": seconds,
+            "clients": SOAK_CLIENTS,
+            "answered": answered,
+            "records": records,
+            "statuses": statuses,
+            "errors": errors,
+            "rss_slope_mib_per_min_second_half": round(slope("rss_mib"), 2),
+            "anonymous_slope_mib_per_min_second_half": round(slope("anonymous_mib"), 2),
+            "samples": samples,
+        }
+        first, last = samples[0], samples[-1]
+        self.row("soak", f"/v1/route, {SOAK_CLIENTS} clients for {seconds:.0f} s", f"{answered / seconds:.0f} req/s")
+        for key, name in (("rss_mib", "resident memory"), ("anonymous_mib", "  of it anonymous (heap, stacks)")):
+            self.row(
+                "soak",
+                name,
+                f"{first[key]:.0f} -> {max(s[key] for s in samples):.0f} (peak) -> {last[key]:.0f} MiB",
+                f"{slope(key):+.2f} MiB/min over the second half",
+                "flat: |slope| <= 1 MiB/min",
+            )
+        self.row(
+            "soak",
+            "routing log: data files, versions, read of 50",
+            f"max {max(s['fragments'] for s in samples)}, max {max(s['versions'] for s in samples)}, "
+            f"{first['read_p50_ms']:.0f} -> {last['read_p50_ms']:.0f} ms",
+        )
+        bad = {k: v for k, v in statuses.items() if k != 200}
+        others = f"non-200 {bad or 'none'}, errors {errors}"
+        self.row("soak", "records, answers", f"{records}, {answered}", others, "equal")
+
     # -- output --------------------------------------------------------------------------------------------------
 
     def table(self) -> str:
@@ -332,19 +410,29 @@ class Bench:
         return "\n".join(lines)
 
 
+async def _count_rows(uri: str, table: str) -> int:
+    import lancedb
+
+    db = await lancedb.connect_async(uri)
+    return int(await (await db.open_table(table)).count_rows())
+
+
 def _lat(s: dict[str, float]) -> str:
     return f"{s['min_ms']:.2f} / {s['p50_ms']:.2f} / {s['p99_ms']:.2f} ms"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--cases", default=",".join(CASES), help=f"comma-separated, from: {', '.join(CASES)}")
+    parser.add_argument(
+        "--cases", default=",".join(CASES), help=f"comma-separated, from: {', '.join(CASES + EXTRA_CASES)}"
+    )
     parser.add_argument("--quick", action="store_true", help="retrieval at 100k only (1M takes minutes to build)")
     parser.add_argument("--seconds", type=float, default=15.0, help="duration of each load phase")
+    parser.add_argument("--soak-seconds", type=float, default=600.0, help="duration of the soak case")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results.json", help="JSON results")
     args = parser.parse_args(argv)
     cases = [c.strip() for c in args.cases.split(",") if c.strip()]
-    unknown = set(cases) - set(CASES)
+    unknown = set(cases) - set(CASES + EXTRA_CASES)
     if unknown:
         parser.error(f"unknown cases: {', '.join(sorted(unknown))}")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")

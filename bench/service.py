@@ -34,11 +34,21 @@ class Service:
 
     def rss_mib(self) -> tuple[float, float]:
         """(resident now, peak resident) of the server process, in MiB."""
+        fields = self._status()
+        return fields["VmRSS"], fields["VmHWM"]
+
+    def anonymous_mib(self) -> float:
+        """Resident memory that is the process's own (heap, stacks), in MiB: resident memory less the pages of
+        mapped files such as the native libraries, which are shared and can be dropped and read again."""
+        return self._status()["RssAnon"]
+
+    def _status(self) -> dict[str, float]:
         fields = {}
         for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
             name, _, value = line.partition(":")
-            fields[name] = value.strip()
-        return int(fields["VmRSS"].split()[0]) / 1024, int(fields["VmHWM"].split()[0]) / 1024
+            if value.strip().endswith(" kB"):
+                fields[name] = int(value.split()[0]) / 1024
+        return fields
 
     def cpu_seconds(self) -> float:
         """CPU time (user + system, all threads) the server process has used so far."""

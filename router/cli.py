@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import ctypes
 import json
+import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
@@ -18,8 +20,27 @@ from typing import Any
 from router import logs_cli, thresholds_cli
 from router.settings import Settings, get_settings
 
+M_ARENA_MAX = -8  # from glibc's malloc.h
+MALLOC_ARENAS = 2
+"""glibc gives each thread that allocates its own malloc arena (up to 8 per core). The Arrow and LanceDB threads
+that write the routing log then leave freed memory scattered over many arenas, and the process grows: in a soak at
+one append a second, 450-510 MiB after 6,000 appends against 285-300 MiB with two arenas, at the same speed."""
+
+
+def _cap_malloc_arenas() -> None:
+    """``MALLOC_ARENA_MAX`` for this process, set before the worker threads start (a no-op off glibc, and where
+    the environment already sets it)."""
+    if os.environ.get("MALLOC_ARENA_MAX") or not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:  # not glibc (musl, for one)
+        return
+    libc.mallopt(M_ARENA_MAX, MALLOC_ARENAS)
+
 
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
+    _cap_malloc_arenas()
     import uvicorn
 
     from models.bundle import load_bundle, load_thresholds

@@ -6,18 +6,23 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
+import time
 import uuid
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import anyio
 import httpx
+import lance
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from router import routing_log
 from router.cli import main
 from router.routing_log import RoutingLog
 from router.settings import Settings, get_settings
@@ -184,6 +189,76 @@ def test_retention_keeps_the_newest_records(tmp_path: Path, corpus_uri: str) -> 
     with serve(config) as live, httpx.Client(base_url=live.url, timeout=60) as client:
         kept = [r["request_id"] for r in all_records(client)]
     assert kept == [f"req-{i:03d}" for i in range(7, 2, -1)]
+
+
+def test_the_flush_loop_compacts_appends_and_drops_old_versions(
+    tmp_path: Path, corpus_uri: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each flush is an append (a fragment and a version); without compaction they pile up and slow reads and grow
+    memory. Every COMPACT_EVERY appends the loop merges them and removes versions past KEEP_VERSIONS."""
+    monkeypatch.setattr(routing_log, "COMPACT_EVERY", 5)
+    monkeypatch.setattr(routing_log, "KEEP_VERSIONS", timedelta(milliseconds=1))
+    table = tmp_path / "routing-log" / "routing_log.lance"
+    config = settings(tmp_path, corpus_uri, flush_seconds=0.02)
+    with serve(config) as live, httpx.Client(base_url=live.url, timeout=60) as client:
+        for i in range(23):
+            send(client, i, decide_only=True)
+            time.sleep(0.06)  # one flush each
+        records = all_records(client)
+    assert sorted(r["request_id"] for r in records) == [f"req-{i:03d}" for i in range(23)]
+    data_files = list((table / "data").glob("*.lance"))
+    versions = list((table / "_versions").glob("*.manifest"))
+    # 23 appends (+ the close's empty flush): compacted at 5, 10, 15 and 20, so at most 1 + 3 files are left
+    assert len(data_files) <= 4, data_files
+    assert len(versions) <= 6, versions
+
+
+def test_a_compaction_leaves_large_fragments_alone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What a round rewrites is bounded by COMPACT_ROWS, not by the size of the log (LanceDB's own optimize rewrote
+    every fragment under a million rows, the whole log, each time)."""
+    monkeypatch.setattr(routing_log, "COMPACT_ROWS", 20)
+
+    def rows(n: int) -> list[dict[str, Any]]:
+        return [record(f"r-{routing_log.next_seq()}") for _ in range(n)]
+
+    async def scenario() -> int:
+        log = await RoutingLog.open(str(tmp_path), "routing_log", 384)
+        for sizes in ([30], [2] * 6):  # one fragment already large enough, then six small ones
+            for n in sizes:
+                for row in rows(n):
+                    log.append(row)
+                await log.flush()
+        await log.compact()
+        return await log.count()
+
+    assert anyio.run(scenario) == 42
+    fragments = lance.dataset(str(tmp_path / "routing_log.lance")).get_fragments()
+    # the 30-row fragment kept its id (it was not rewritten); the six small ones were merged into one
+    assert [(f.fragment_id, f.count_rows()) for f in fragments] == [(0, 30), (7, 12)]
+
+
+def record(request_id: str) -> dict[str, Any]:
+    """A routing record with every required column filled (what the service writes, in shape)."""
+    row: dict[str, Any] = {}
+    for field in routing_log.schema(384):
+        kind = field.type
+        if field.nullable:
+            row[field.name] = None
+        elif pa.types.is_string(kind):
+            row[field.name] = "x"
+        elif pa.types.is_floating(kind):
+            row[field.name] = 0.5
+        elif pa.types.is_boolean(kind):
+            row[field.name] = False
+        elif pa.types.is_fixed_size_list(kind):
+            row[field.name] = [0.0] * 384
+        elif pa.types.is_list(kind):
+            row[field.name] = []
+        elif pa.types.is_timestamp(kind):
+            row[field.name] = datetime.now(UTC)
+        else:
+            row[field.name] = 0
+    return row | {"request_id": request_id, "seq": routing_log.next_seq()}
 
 
 def test_logs_cli_queries_tails_and_exports(
