@@ -361,6 +361,9 @@ class Bench:
                         }
                     )
                     print(f"  {samples[-1]}", flush=True)
+                started_stats = time.perf_counter()
+                window = client.get("/v1/stats?window=1h", timeout=120).raise_for_status().json()
+                stats_seconds = time.perf_counter() - started_stats
             records = asyncio.run(_count_rows(tmp, "routing_log"))  # after the stop's flush
         late = [s for s in samples if s["seconds"] >= seconds / 2]
         minutes = np.array([s["seconds"] for s in late]) / 60
@@ -377,6 +380,7 @@ class Bench:
             "errors": errors,
             "rss_slope_mib_per_min_second_half": round(slope("rss_mib"), 2),
             "anonymous_slope_mib_per_min_second_half": round(slope("anonymous_mib"), 2),
+            "stats_1h": {"seconds": round(stats_seconds, 2), "requests": window["requests"], "drift": window["drift"]},
             "samples": samples,
         }
         first, last = samples[0], samples[-1]
@@ -395,6 +399,9 @@ class Bench:
             f"max {max(s['fragments'] for s in samples)}, max {max(s['versions'] for s in samples)}, "
             f"{first['read_p50_ms']:.0f} -> {last['read_p50_ms']:.0f} ms",
         )
+        drift = window["drift"]["index"] if window["drift"] else None
+        self.row("soak", "GET /v1/stats?window=1h at the end", f"{stats_seconds * 1000:.0f} ms",
+                 f"{window['requests']} records, drift index {drift}")  # fmt: skip
         bad = {k: v for k, v in statuses.items() if k != 200}
         others = f"non-200 {bad or 'none'}, errors {errors}"
         self.row("soak", "records, answers", f"{records}, {answered}", others, "equal")
