@@ -404,7 +404,8 @@ class Bench:
                  f"{window['requests']} records, drift index {drift}")  # fmt: skip
         bad = {k: v for k, v in statuses.items() if k != 200}
         others = f"non-200 {bad or 'none'}, errors {errors}"
-        self.row("soak", "records, answers", f"{records}, {answered}", others, "equal")
+        pruned = "ROUTER_ROUTING_LOG__MAX_RECORDS" in os.environ  # retention deletes records on purpose then
+        self.row("soak", "records, answers", f"{records}, {answered}", others, "<= (pruned)" if pruned else "equal")
 
     # -- output --------------------------------------------------------------------------------------------------
 
