@@ -419,10 +419,9 @@ class Bench:
 
 
 async def _count_rows(uri: str, table: str) -> int:
-    import lancedb
+    from router.routing_log import RoutingLog
 
-    db = await lancedb.connect_async(uri)
-    return int(await (await db.open_table(table)).count_rows())
+    return await (await RoutingLog.open(uri, table, None)).count()
 
 
 def _lat(s: dict[str, float]) -> str:

@@ -8,12 +8,12 @@ A crash loses at most the last ``flush_seconds`` of records.
 
 Every append is a new table version with one small fragment, and LanceDB caches what it reads of each version. Left
 alone, a day at one flush a second is 86,400 fragments: reads slow down (a page of ``/v1/routing-logs`` took 1.6 s
-after 2,000 appends) and memory grows with them (190 -> 880 MiB over the same 2,000). So the flush loop compacts the
-table every ``COMPACT_EVERY`` appends and removes versions older than ``KEEP_VERSIONS``, and the connection's caches
-are capped (``CACHE_BYTES``); ``python -m bench --cases soak`` measures the result. Compaction goes through the
-``lance`` package rather than LanceDB's ``optimize``: that one merges every fragment under a million rows, so it
-rewrote the whole log each time (2.5 s a round at 300k rows, growing with the table), where ``COMPACT_ROWS`` bounds
-what a round rewrites.
+after 2,000 appends) and memory grows with them (190 -> 880 MiB over the same 2,000). So a task beside the flush
+loop compacts the table every ``COMPACT_EVERY`` appends and removes versions older than ``KEEP_VERSIONS``, and the
+connection's caches are capped (``CACHE_BYTES``); ``python -m bench --cases soak`` measures the result.
+Compaction goes through the ``lance`` package rather than LanceDB's ``optimize``: that one merges every fragment
+under a million rows, so it rewrote the whole log each time (2.5 s a round at 300k rows, growing with the table),
+where ``COMPACT_ROWS`` bounds what a round rewrites.
 
 Rows are read newest first by ``seq``: microseconds since the epoch times 1,000 plus a per-process counter, unique
 across replicas in practice and usable as a pagination cursor. Retention deletes rows older than ``retention_days``
@@ -178,6 +178,7 @@ class RoutingLog:
         self.written = 0
         self.dropped = 0
         self._appends_since_compaction = 0
+        self._compaction_due = anyio.Event()
 
     @classmethod
     async def open(
@@ -259,6 +260,8 @@ class RoutingLog:
                 self._buffer.popleft()
             self.written += len(rows)
             self._appends_since_compaction += 1
+            if self._appends_since_compaction >= COMPACT_EVERY:
+                self._compaction_due.set()
             return len(rows)
 
     async def compact(self) -> None:
@@ -288,15 +291,22 @@ class RoutingLog:
         return int(compacted.fragments_removed), int(cleaned.old_versions)
 
     async def run(self) -> None:
-        """The flush loop (a background task): every ``flush_seconds``, or at once when a batch is full; a
-        compaction every ``COMPACT_EVERY`` appends."""
+        """The background tasks: the flush loop (every ``flush_seconds``, or at once when a batch is full) and,
+        beside it, a compaction every ``COMPACT_EVERY`` appends. Compaction never holds up a flush, so a round of
+        it does not widen the crash window (LanceDB commits an append and a compaction side by side)."""
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(self._compact_when_due)
+            while True:
+                with anyio.move_on_after(self.flush_seconds):
+                    await self._wake.wait()
+                self._wake = anyio.Event()
+                await self.flush()
+
+    async def _compact_when_due(self) -> None:
         while True:
-            with anyio.move_on_after(self.flush_seconds):
-                await self._wake.wait()
-            self._wake = anyio.Event()
-            await self.flush()
-            if self._appends_since_compaction >= COMPACT_EVERY:
-                await self.compact()
+            await self._compaction_due.wait()
+            self._compaction_due = anyio.Event()
+            await self.compact()
 
     async def close(self) -> None:
         """Writes what is still buffered (a clean shutdown); logs what could not be written."""
