@@ -1,6 +1,7 @@
 """Reference policies evaluated on the same questions as the router: fixed routes, random at a matched mix,
 k-nearest-neighbours on embeddings, the published Adaptive-RAG router (decisions stored in the benchmark's test
-rows), and the oracle."""
+rows), the oracle, and a dataset prior: a reference that knows each question's dataset, which a live query does not
+carry, so it measures how much of a router's gain is recognising the dataset."""
 
 from __future__ import annotations
 
@@ -83,3 +84,15 @@ def choose_knn_k(train_x: FloatArray, train_em: FloatArray) -> int:
 def knn_probabilities(train_x: FloatArray, train_em: FloatArray, test_x: FloatArray, k: int) -> FloatArray:
     """Per route, the success rate among the k most cosine-similar training questions."""
     return _neighbour_rates(test_x @ train_x.T, train_em, k)
+
+
+def dataset_prior_probabilities(train: Outcomes, test: Outcomes) -> FloatArray | None:
+    """Per route, the training rows' EM rate in the question's dataset (the overall rate for a dataset the training
+    rows lack). None when the test rows do not name at least two datasets (a user's own outcomes usually name none).
+    """
+    if len(set(test.datasets) - {""}) < 2:
+        return None
+    overall = train.em.mean(axis=0)
+    names = np.array(train.datasets)
+    rates = {name: train.em[names == name].mean(axis=0) for name in set(train.datasets)}
+    return np.array([rates.get(name, overall) for name in test.datasets], dtype=np.float64).reshape(len(test), -1)

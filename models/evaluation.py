@@ -7,7 +7,9 @@ Sections of the report (all computed on the same questions in one run):
   normalised area;
 - ``calibration``: per route AUROC, Brier, ECE and a reliability table;
 - ``baselines``: fixed routes, random at the router's mix, kNN on embeddings (trained on the training split,
-  k by leave-one-out), Adaptive-RAG (when the rows carry its decisions), oracle;
+  k by leave-one-out), Adaptive-RAG (when the rows carry its decisions), oracle, and the dataset prior (each
+  dataset's route EM rates on the training split: it knows the dataset, which a live query does not, so it is a
+  reference for how much of the router's gain is recognising the dataset, not a deployable router);
 - ``ci``: bootstrap 95% intervals (questions resampled) and paired differences against Adaptive-RAG;
 - ``per_dataset`` and ``lodo`` (leave one dataset out: retrain on the other datasets' training rows);
 - ``robustness`` (with a ``Probe``): the decisions on perturbed questions (see ``models.robustness``).
@@ -28,6 +30,7 @@ from models.baselines import (
     adaptive_rag,
     adaptive_rag_choices,
     choose_knn_k,
+    dataset_prior_probabilities,
     fixed_route,
     knn_probabilities,
     oracle,
@@ -83,7 +86,8 @@ def _round(value: float | None) -> float | None:
 
 
 def baselines(data: EvalData, policy: Policy, mix: dict[str, float]) -> dict[str, Any]:
-    """The kNN baseline is swept with the router's policy (same thresholds and costs) over its kNN rates."""
+    """The kNN baseline and the dataset prior are swept with the router's policy (same thresholds and costs) over
+    their rates."""
     test = data.test
     report: dict[str, Any] = {f"always_{r}": fixed_route(test, i) for i, r in enumerate(ROUTES)}
     report["random_matched_mix"] = random_at_mix(test, mix)
@@ -91,6 +95,8 @@ def baselines(data: EvalData, policy: Policy, mix: dict[str, float]) -> dict[str
     knn = knn_probabilities(data.train_x, data.train.em, data.test_x, k)
     floor, top = report["always_ft"]["em"], oracle(test)["em"]
     report["knn"] = {"k": k, "curve": curve_summary(knn, policy, test, floor, top)}
+    prior = dataset_prior_probabilities(data.train, test)
+    report["dataset_prior"] = None if prior is None else {"curve": curve_summary(prior, policy, test, floor, top)}
     report["adaptive_rag"] = adaptive_rag(test)
     report["oracle"] = oracle(test)
     return report

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from models.baselines import oracle, random_at_mix
+from models.baselines import dataset_prior_probabilities, oracle, random_at_mix
 from models.curve import em_at_cost, frontier, normalised_area, policy_choices
 from models.metrics import expected_calibration_error, probability_metrics, reliability, routed_outcome
 from models.outcomes import Outcomes
@@ -49,6 +49,19 @@ def test_random_at_matched_mix_is_the_expected_value() -> None:
     outcomes = _outcomes([[1, 0, 1], [0, 1, 1]])
     result = random_at_mix(outcomes, {"ft": 0.5, "rag": 0.5, "both": 0.0})
     assert result["em"] == 0.5 and result["mean_cost"] == 0.5
+
+
+def test_the_dataset_prior_is_each_datasets_training_rate_per_route() -> None:
+    train = _outcomes([[1, 0, 1], [0, 0, 1], [1, 1, 0], [0, 1, 1]])
+    train = Outcomes(train.questions, train.em, train.f1, train.cost, ["a", "a", "b", "c"], "x", train.rows)
+    test = _outcomes([[0, 0, 0]] * 3)
+    test = Outcomes(test.questions, test.em, test.f1, test.cost, ["b", "a", "unseen"], "x", test.rows)
+    prior = dataset_prior_probabilities(train, test)
+    assert prior is not None
+    # b: its one row; a: the mean of its two rows; unseen: the mean of all four training rows
+    assert prior.tolist() == [[1.0, 1.0, 0.0], [0.5, 0.0, 1.0], [0.5, 0.5, 0.75]]
+    # rows that name one dataset (a user's own outcomes) get no prior
+    assert dataset_prior_probabilities(train, _outcomes([[0, 0, 0]] * 3)) is None
 
 
 def test_policy_choices_set_the_knob_and_break_ties_cheaply() -> None:

@@ -86,6 +86,7 @@ def test_train_writes_a_bundle_that_eval_can_load(outcomes_path: Path, trained: 
         "always_both",
         "random_matched_mix",
         "knn",
+        "dataset_prior",
         "adaptive_rag",
         "oracle",
     }
@@ -160,6 +161,8 @@ def test_eval_writes_a_consistent_report_with_plots(
     assert knobs == sorted(knobs)
     assert curve["points"][-1]["mean_cost"] == 0.0 and curve["points"][-1]["em"] == base["always_ft"]["em"]
     assert curve["em_at_cost"]["0.5"] <= curve["em_at_cost"]["1.0"] <= curve["em_at_cost"]["1.85"]
+    prior = base["dataset_prior"]["curve"]
+    assert prior["points"][-1]["em"] == base["always_ft"]["em"] and prior["em_at_cost"]["1.85"] <= base["oracle"]["em"]
     assert set(report["per_dataset"]) == set(report["lodo"]) and len(report["lodo"]) == 6
     rows = sum(d["rows"] for d in report["per_dataset"].values())
     assert rows == 120
@@ -169,5 +172,6 @@ def test_eval_writes_a_consistent_report_with_plots(
     assert recorded["routed"] == routed and recorded["ci"] == ci and "reliability" not in str(recorded)
     markdown = (report_dir / "report.md").read_text()
     assert "## Paired comparison with Adaptive-RAG" in markdown and "## Leave one dataset out" in markdown
+    assert "| dataset prior at mean cost <= 1.0 (knows the dataset) |" in markdown
     for png in ("em_vs_cost.png", "reliability.png"):
         assert (report_dir / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
