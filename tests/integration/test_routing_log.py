@@ -10,6 +10,7 @@ import time
 import uuid
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -206,11 +207,21 @@ def test_the_flush_loop_compacts_appends_and_drops_old_versions(
             time.sleep(0.06)  # one flush each
         records = all_records(client)
     assert sorted(r["request_id"] for r in records) == [f"req-{i:03d}" for i in range(23)]
-    data_files = list((table / "data").glob("*.lance"))
-    versions = list((table / "_versions").glob("*.manifest"))
-    # 23 appends (+ the close's empty flush): compacted at 5, 10, 15 and 20, so at most 1 + 3 files are left
-    assert len(data_files) <= 4, data_files
+    dataset = lance.dataset(str(table))
+    versions = [v["version"] for v in dataset.versions()]
+    referenced = {
+        Path(str(data.path)).name
+        for version in versions
+        for fragment in lance.dataset(str(table), version=version).get_fragments()
+        for data in fragment.data_files()
+    }
+    # 23 appends (+ the close's empty flush): compacted at 5, 10, 15 and 20, so the table is the merged fragment, the
+    # 3 appends after the last round and at most one that raced it (23 fragments without compaction)
+    assert len(dataset.get_fragments()) <= 5, dataset.get_fragments()
+    # a round keeps only its own versions (the next append rebases onto them; 24 versions without compaction), and
+    # every data file left on disk belongs to one of them
     assert len(versions) <= 6, versions
+    assert {f.name for f in (table / "data").glob("*.lance")} == referenced
 
 
 def test_a_compaction_leaves_large_fragments_alone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -235,6 +246,73 @@ def test_a_compaction_leaves_large_fragments_alone(tmp_path: Path, monkeypatch: 
     fragments = lance.dataset(str(tmp_path / "routing_log.lance")).get_fragments()
     # the 30-row fragment kept its id (it was not rewritten); the six small ones were merged into one
     assert [(f.fragment_id, f.count_rows()) for f in fragments] == [(0, 30), (7, 12)]
+
+
+def test_a_compaction_keeps_indexes_on_the_read_columns(tmp_path: Path) -> None:
+    """Pages, time windows and lookups by request id use B-tree indexes; each round adds the rows appended since the
+    last one, and rows not indexed yet are still found."""
+
+    async def scenario() -> tuple[dict[str, int], dict[str, int], list[str], int]:
+        log = await RoutingLog.open(str(tmp_path), "routing_log", 384)
+        for i in range(5):
+            log.append(record(f"first-{i}"))
+        await log.flush()
+        await log.compact()
+        first = indexed_rows(tmp_path)
+        log.append(record("late"))
+        await log.flush()
+        found = [r["request_id"] for r in await log.get("late")]  # appended after the round: not indexed yet
+        await log.compact()
+        return first, indexed_rows(tmp_path), found, await log.count()
+
+    first, second, found, count = anyio.run(scenario)
+    assert first == dict.fromkeys(routing_log.INDEXED, 5)
+    assert second == dict.fromkeys(routing_log.INDEXED, 6) and count == 6
+    assert found == ["late"]
+
+
+def indexed_rows(directory: Path) -> dict[str, int]:
+    dataset = lance.dataset(str(directory / "routing_log.lance"))
+    return {index.field_names[0]: index.num_rows_indexed for index in dataset.describe_indices()}
+
+
+def test_pages_find_the_newest_records_however_far_apart_they_are(tmp_path: Path) -> None:
+    """find() searches the newest minute of seq first and widens the window; the pages must be exactly the records
+    sorted newest first, whether they sit inside the first window, across several, or beyond the last."""
+    now = time.time_ns() // 1_000 * 1_000
+    ages = [0, 1, 30, 90, 600, 3_600, 7_200, 86_400 * 3, 86_400 * 30, 86_400 * 400]  # seconds
+    rows = [
+        record(f"age-{age}") | {"seq": now - age * 1_000_000_000 - i, "route": "rag" if i % 3 else "ft"}
+        for i, age in enumerate(ages)
+    ]
+
+    async def pages(where: routing_log.LogFilter, limit: int) -> list[list[str]]:
+        log = await RoutingLog.open(str(tmp_path), "routing_log", 384)
+        found, cursor = [], None
+        while True:
+            page, cursor = await log.find(replace(where, before_seq=cursor), limit)
+            found.append([r["request_id"] for r in page])
+            if cursor is None:
+                return found
+
+    async def write() -> None:
+        log = await RoutingLog.open(str(tmp_path), "routing_log", 384)
+        for row in reversed(rows):
+            log.append(row)
+        await log.flush()
+
+    anyio.run(write)
+    everything = [f"age-{age}" for age in ages]
+    assert anyio.run(pages, routing_log.LogFilter(), 3) == [
+        everything[:3],
+        everything[3:6],
+        everything[6:9],
+        everything[9:],
+    ]
+    assert [page[0] for page in anyio.run(pages, routing_log.LogFilter(), 1)] == everything
+    assert anyio.run(pages, routing_log.LogFilter(), 50) == [everything]
+    # a filter only old records match: found beyond the last window
+    assert anyio.run(pages, routing_log.LogFilter(route="ft"), 2) == [["age-0", "age-90"], ["age-7200", "age-34560000"]]
 
 
 def record(request_id: str) -> dict[str, Any]:
@@ -307,6 +385,45 @@ def test_two_instances_log_to_one_table_on_object_storage(tmp_path: Path, corpus
         client_b.get("/v1/routing-logs")  # b's buffer written
         ids = sorted(r["request_id"] for r in all_records(client_a))
     assert ids == [f"req-{i:03d}" for i in range(12)]  # a sees b's records in the shared table
+
+
+def test_two_replicas_compact_one_table_on_object_storage(s3_endpoint: str) -> None:
+    """Each replica compacts on its own count, so two rounds can meet on the shared table: neither may lose or
+    duplicate a record, a round that loses the commit race is retried by the next, and the indexes end up whole."""
+    uri, options = f"s3://{S3_BUCKET}/compact-{uuid.uuid4().hex}", s3_options(s3_endpoint)
+
+    async def open_log(dimension: int | None = 384) -> RoutingLog:
+        return await RoutingLog.open(
+            uri, "routing_log", dimension, storage_options=options, read_consistency=timedelta(0)
+        )
+
+    async def scenario() -> tuple[list[str], list[str], dict[str, int], int]:
+        a, b = await open_log(), await open_log()
+        for i in range(6):
+            a.append(record(f"a-{i}"))
+            b.append(record(f"b-{i}"))
+            await a.flush()
+            await b.flush()
+        async with anyio.create_task_group() as rounds:  # both replicas reach COMPACT_EVERY at the same moment
+            rounds.start_soon(a.compact)
+            rounds.start_soon(b.compact)
+        b.append(record("b-late"))
+        await b.flush()
+        await a.compact()
+        reader = await open_log(None)
+        page, _ = await reader.find(routing_log.LogFilter(), 100)
+        found = [r["request_id"] for r in await reader.get("a-3")]
+        dataset = lance.dataset(uri + "/routing_log.lance", storage_options=options)
+        indexed = {index.field_names[0]: index.num_rows_indexed for index in dataset.describe_indices()}
+        return [r["request_id"] for r in page], found, indexed, [f.count_rows() for f in dataset.get_fragments()]
+
+    ids, found, indexed, fragments = anyio.run(scenario)
+    assert sorted(ids) == sorted([f"a-{i}" for i in range(6)] + [f"b-{i}" for i in range(6)] + ["b-late"])
+    assert ids[0] == "b-late" and found == ["a-3"]
+    assert indexed == dict.fromkeys(routing_log.INDEXED, 13)
+    # the twelve merged by the round that won; b-late stays apart (Lance merges indexed fragments only with each
+    # other, so it joins them in a later round, once indexed)
+    assert fragments == [12, 1]
 
 
 def test_logs_stats_and_metrics_agree(traffic: tuple[LiveService, httpx.Client]) -> None:
