@@ -298,11 +298,10 @@ async def window_drift(service: RouterService, log: RoutingLog, since: datetime)
     if reference is None:
         return None
     where = f"{LogFilter(since=since).predicate()} AND model_version = {sql_literal(service.bundle.version)}"
-    seqs = np.sort(await log.column("seq", where))
+    seqs = await log.newest(where, DRIFT_SAMPLE)
     if len(seqs) < MIN_DRIFT_ROWS:
         return None
-    newest = int(seqs[-DRIFT_SAMPLE:][0])
-    table = await log.arrow(f"{where} AND seq >= {newest}", ["vector", *(f"score_{r}" for r in ROUTES)])
+    table = await log.arrow(f"{where} AND seq >= {int(seqs[-1])}", ["vector", *(f"score_{r}" for r in ROUTES)])
     vectors = _matrix(table.column("vector"))
     live = np.column_stack([table.column(f"score_{r}").to_numpy() for r in ROUTES]).astype(np.float64)
     found = drift(reference, live, vectors)
