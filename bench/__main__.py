@@ -10,6 +10,8 @@ Cases (``--cases``, default all):
   load       /v1/route under 32 concurrent clients, then an open-loop load at half that throughput
   query      /v1/query (extractive generator) on a 100k-chunk table: latency per stage
   retrieval  LanceDB search at 100k and 1M generated chunks (``--quick``: 100k only): latency, recall@10
+  logs       routing-log reads at 100k and 1M generated records (``--quick``: 100k only): a page, a lookup by
+             request id and the drift sample, next to the whole-column reads they replaced
   start      cold start to ready, and resident memory at idle and under load
   peer       the same decision through aurelio's semantic-router with the same encoder (its own virtualenv)
   soak       not in the default run: /v1/route at saturation for ``--soak-seconds`` (default 600), sampling the
@@ -40,7 +42,7 @@ from bench import corpus, loadgen
 from bench.service import ROOT, serve
 from bench.timing import stats, timed
 
-CASES = ("embed", "route", "load", "query", "retrieval", "start", "peer")
+CASES = ("embed", "route", "load", "query", "retrieval", "logs", "start", "peer")
 EXTRA_CASES = ("soak",)
 SOAK_CLIENTS = 64
 SOAK_WINDOW_S = 20.0
@@ -281,6 +283,22 @@ class Bench:
             exact.append(time.perf_counter() - start)
             hits.append(len({p.chunk_id for p in passages} & {p.chunk_id for p in truth}) / 10)
         return {"ann": stats(ann[1:]), "exact": stats(exact), "recall_at_10": round(float(np.mean(hits)), 4)}
+
+    def case_logs(self) -> None:
+        from bench import logreads
+
+        self.results["logs"] = {}
+        for rows in (100_000,) if self.args.quick else (100_000, 1_000_000):
+            figures = asyncio.run(logreads.measure(rows, self.embedder.dimension))
+            self.results["logs"][str(rows)] = figures
+            whole, hour = figures["reference_whole_seq_column"], figures["reference_hour_of_seq"]
+            self.row("logs", f"page of 50, {rows:,} records", _lat(figures["page"]), f"whole seq column {_lat(whole)}")
+            self.row("logs", "  next page (cursor)", _lat(figures["next_page"]))
+            self.row("logs", "  page, route filter", _lat(figures["page_route_filter"]))
+            self.row("logs", "  lookup by request id", _lat(figures["lookup"]))
+            drift = _lat(figures["drift_sample"])
+            self.row("logs", "  drift sample (newest 5,000)", drift, f"hour of seq {_lat(hour)}")
+            self.row("logs", "  first compaction (builds indexes)", f"{figures['first_compaction_s']:.1f} s")
 
     def case_start(self) -> None:
         starts, idle = [], []
