@@ -15,7 +15,8 @@ Cases (``--cases``, default all):
   start      cold start to ready, and resident memory at idle and under load
   peer       the same decision through aurelio's semantic-router with the same encoder (its own virtualenv)
   soak       not in the default run: /v1/route at saturation for ``--soak-seconds`` (default 600), sampling the
-             service's resident memory, the routing log's files and a log read; then one record per answer
+             service's resident memory, the routing log's files and a log read; then one record per answer.
+             ``--soak-prefill N`` starts the service on a routing log already holding N generated records
 """
 
 from __future__ import annotations
@@ -346,9 +347,16 @@ class Bench:
         self.row("peer", "  routing overhead beyond the embedding (p50)", peer["overhead_note"])
 
     def case_soak(self) -> None:
-        seconds = self.args.soak_seconds
+        seconds, prefilled = self.args.soak_seconds, self.args.soak_prefill
         with tempfile.TemporaryDirectory(prefix="router-soak-") as tmp:
             table_dir = Path(tmp) / "routing_log.lance"
+            if prefilled:  # the service starts on a table that already holds this many records
+                from bench import logreads
+
+                async def fill() -> None:  # and indexed, as the service that wrote them would have left them
+                    await (await logreads.prefill(tmp, prefilled, self.embedder.dimension)).compact()
+
+                asyncio.run(fill())
             with (
                 serve({"ROUTER_ROUTING_LOG__URI": tmp}) as service,
                 httpx.Client(base_url=f"http://127.0.0.1:{service.port}") as client,
@@ -391,6 +399,7 @@ class Bench:
 
         self.results["soak"] = {
             "seconds": seconds,
+            "prefilled_records": prefilled,
             "clients": SOAK_CLIENTS,
             "answered": answered,
             "records": records,
@@ -437,9 +446,12 @@ class Bench:
 
 
 async def _count_rows(uri: str, table: str) -> int:
+    """Records the service wrote (not the generated ones of ``--soak-prefill``)."""
+    from bench.logreads import PREFILLED
     from router.routing_log import RoutingLog
 
-    return await (await RoutingLog.open(uri, table, None)).count()
+    log = await RoutingLog.open(uri, table, None)
+    return len(await log.column("seq", f"model_version != '{PREFILLED}'"))
 
 
 def _lat(s: dict[str, float]) -> str:
@@ -454,6 +466,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="retrieval at 100k only (1M takes minutes to build)")
     parser.add_argument("--seconds", type=float, default=15.0, help="duration of each load phase")
     parser.add_argument("--soak-seconds", type=float, default=600.0, help="duration of the soak case")
+    parser.add_argument(
+        "--soak-prefill", type=int, default=0, help="generated records in the routing log before the soak starts"
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results.json", help="JSON results")
     args = parser.parse_args(argv)
     cases = [c.strip() for c in args.cases.split(",") if c.strip()]

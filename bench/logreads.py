@@ -20,11 +20,13 @@ import numpy as np
 import pyarrow as pa
 
 from bench.timing import stats
-from router.routing_log import LIGHT_COLUMNS, LogFilter, RoutingLog
+from router.routing_log import COMPACT_ROWS, LIGHT_COLUMNS, LogFilter, RoutingLog
 
 BUSY_RATE = 190
 """Records per second in the newest minute."""
-APPEND_ROWS = 50_000
+APPEND_ROWS = COMPACT_ROWS  # fragments as large as the service's compaction leaves them
+PREFILLED = "prefilled"
+"""The ``model_version`` of generated records, so that a soak can tell them from the records it caused."""
 DRIFT_SAMPLE = 5_000
 
 
@@ -40,6 +42,8 @@ def records(schema: pa.Schema, seqs: np.ndarray, rng: np.random.Generator) -> pa
             columns[field.name] = pa.array(seqs // 1_000, pa.timestamp("us", tz="UTC"))
         elif field.name == "request_id":
             columns[field.name] = pa.array([uuid.uuid4().hex for _ in range(n)])
+        elif field.name == "model_version":
+            columns[field.name] = pa.array([PREFILLED] * n)
         elif field.name == "route":
             columns[field.name] = pa.array(rng.choice(["ft", "rag", "both"], n))
         elif pa.types.is_fixed_size_list(kind):
@@ -68,17 +72,24 @@ async def _times(call: Callable[[], Awaitable[Any]], repeats: int = 20) -> dict[
     return stats(seconds)
 
 
-async def measure(rows: int, dimension: int) -> dict[str, Any]:
+async def prefill(directory: str, rows: int, dimension: int) -> RoutingLog:
+    """A routing log in ``directory`` holding ``rows`` generated records over the hour before now (the newest minute
+    at ``BUSY_RATE``), compacted and indexed once as the service does."""
     rng = np.random.default_rng(0)
     now_ns = time.time_ns() // 1_000 * 1_000
     busy = min(rows, BUSY_RATE * 60)
     older = np.linspace(now_ns - 3_600 * 10**9, now_ns - 60 * 10**9, rows - busy, dtype=np.int64)
     newest = np.linspace(now_ns - 60 * 10**9, now_ns, busy, dtype=np.int64)
     seqs = np.concatenate([older, newest]) // 1_000 * 1_000 + np.arange(rows) % 1_000
+    log = await RoutingLog.open(directory, "routing_log", dimension, read_consistency=timedelta(0))
+    for start in range(0, rows, APPEND_ROWS):
+        await log._table.add(records(log.schema, seqs[start : start + APPEND_ROWS], rng))
+    return log
+
+
+async def measure(rows: int, dimension: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="bench-logs-") as directory:
-        log = await RoutingLog.open(directory, "routing_log", dimension, read_consistency=timedelta(0))
-        for start in range(0, rows, APPEND_ROWS):
-            await log._table.add(records(log.schema, seqs[start : start + APPEND_ROWS], rng))
+        log = await prefill(directory, rows, dimension)
         began = time.perf_counter()
         await log.compact()
         first_round = time.perf_counter() - began
