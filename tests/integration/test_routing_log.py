@@ -21,6 +21,8 @@ import lance
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+import structlog
+from lance.dataset import DatasetOptimizer
 from prometheus_client.parser import text_string_to_metric_families
 
 from router import routing_log
@@ -271,6 +273,68 @@ def test_a_compaction_keeps_indexes_on_the_read_columns(tmp_path: Path) -> None:
     assert found == ["late"]
 
 
+def test_retention_waits_for_a_compaction_round(tmp_path: Path) -> None:
+    """A delete committed while a round rewrites the same fragment fails the round; at a million records, pruning
+    every minute, that kept the indexes minutes behind. So retention waits for a round of this process to end."""
+    entered, release = threading.Event(), threading.Event()
+    order: list[str] = []
+
+    async def scenario() -> tuple[dict[str, int], int]:
+        log = await RoutingLog.open(str(tmp_path), "routing_log", 384)
+        for i in range(8):
+            log.append(record(f"r-{i}"))
+            await log.flush()
+        compact_files = log._compact_files
+
+        def held(uri: str) -> tuple[int, int]:
+            entered.set()
+            release.wait(10)
+            return compact_files(uri)
+
+        log._compact_files = held  # type: ignore[method-assign]
+
+        async def prune() -> None:
+            await log.prune(None, 5)
+            order.append("pruned")
+
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(log.compact)
+            await anyio.to_thread.run_sync(entered.wait, 10)
+            tasks.start_soon(prune)
+            await anyio.sleep(0.3)
+            order.append("round released")
+            release.set()
+        await log.compact()
+        return indexed_rows(tmp_path), await log.count()
+
+    indexed, count = anyio.run(scenario)
+    assert order == ["round released", "pruned"]
+    assert count == 5 and indexed == dict.fromkeys(routing_log.INDEXED, 5)
+
+
+def test_a_round_whose_rewrite_fails_still_updates_the_indexes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Another replica's commit can win the race for the rewrite; the round logs it and still indexes the new rows,
+    so reads do not fall back to scanning them."""
+
+    async def scenario() -> dict[str, int]:
+        log = await RoutingLog.open(str(tmp_path), "routing_log", 384)
+        log.append(record("first"))
+        await log.flush()
+        await log.compact()
+        monkeypatch.setattr(DatasetOptimizer, "compact_files", lambda *_, **__: (_ for _ in ()).throw(OSError("lost")))
+        for i in range(3):
+            log.append(record(f"r-{i}"))
+            await log.flush()
+        with structlog.testing.capture_logs() as logs:
+            await log.compact()
+        assert [e["event"] for e in logs if e["log_level"] == "warning"] == ["routing_log_compaction_failed"]
+        return indexed_rows(tmp_path)
+
+    assert anyio.run(scenario) == dict.fromkeys(routing_log.INDEXED, 4)
+
+
 def indexed_rows(directory: Path) -> dict[str, int]:
     dataset = lance.dataset(str(directory / "routing_log.lance"))
     return {index.field_names[0]: index.num_rows_indexed for index in dataset.describe_indices()}
@@ -397,7 +461,7 @@ def test_two_replicas_compact_one_table_on_object_storage(s3_endpoint: str) -> N
             uri, "routing_log", dimension, storage_options=options, read_consistency=timedelta(0)
         )
 
-    async def scenario() -> tuple[list[str], list[str], dict[str, int], int]:
+    async def scenario() -> tuple[list[str], list[str], dict[str, int], list[int]]:
         a, b = await open_log(), await open_log()
         for i in range(6):
             a.append(record(f"a-{i}"))
