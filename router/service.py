@@ -224,12 +224,18 @@ class RouterService:
         classify_ms = _ms(start)
         return [Scored(v, p, embed_ms, classify_ms) for v, p in zip(vectors, probabilities, strict=True)]
 
-    def retune(self, record: ThresholdsRecord) -> None:
-        """Makes ``record`` the live thresholds for every request decided from now on."""
+    def retune(self, record: ThresholdsRecord) -> Tuning:
+        """Makes ``record`` the live thresholds for every request decided from now on, unless a newer version is
+        already live: two writes racing can finish out of order, and the newer version must win. Returns the
+        tuning of ``record`` either way."""
         tuning = Tuning(record, self.bundle.policy(record))
+        if record.version < self.tuning.record.version:
+            log.info("thresholds_superseded", version=record.version, live=self.tuning.record.version)
+            return tuning
         if record.version != self.tuning.record.version:
             log.info("thresholds_applied", version=record.version, updated_by=record.updated_by)
         self.tuning = tuning
+        return tuning
 
     def refresh_thresholds(self) -> bool:
         """Picks up a newer version from the store (written by any replica); returns whether one was applied.

@@ -30,7 +30,7 @@ from models.tuning import Expectation, Labels, calibrate, expected
 from router import schemas
 from router.auth import require_admin
 from router.labelled import NoOutcomes
-from router.service import RouterService
+from router.service import RouterService, Tuning
 from router.thresholds import ThresholdsStoreError
 
 T = TypeVar("T")
@@ -150,10 +150,13 @@ async def _scored(
     return np.asarray(rows, dtype=np.float64), None, f"traffic (this replica's last {len(rows)} decisions)"
 
 
-def _view(service: RouterService) -> ThresholdsView:
-    record = service.tuning.record
+def _view(service: RouterService, tuning: Tuning | None = None) -> ThresholdsView:
+    """The live version, or ``tuning`` (the version a write made, which a concurrent newer write may have
+    superseded)."""
+    tuning = tuning or service.tuning
+    record = tuning.record
     traffic = list(service.recent)
-    estimate = _mix(expected(np.asarray(traffic), service.tuning.policy)) if len(traffic) >= MIN_TRAFFIC else None
+    estimate = _mix(expected(np.asarray(traffic), tuning.policy)) if len(traffic) >= MIN_TRAFFIC else None
     return ThresholdsView(
         record.version, record.thresholds.as_dict(), record.cost_weight, record.updated_at, record.updated_by, estimate
     )
@@ -191,8 +194,7 @@ class ThresholdsController(Controller):
                 thresholds, data.cost_weight, by=_who(request), action="set", note=data.note
             )
         )
-        service.retune(record)
-        return _view(service)
+        return _view(service, service.retune(record))
 
     @get("/history", guards=[require_reader], summary="The newest versions, newest first (the audit trail)")
     async def history(
@@ -217,8 +219,7 @@ class ThresholdsController(Controller):
             )
         except KeyError as exc:
             raise NotFoundException(f"no thresholds version {data.version}") from exc
-        service.retune(record)
-        return _view(service)
+        return _view(service, service.retune(record))
 
     @post("/evaluate", status_code=200, guards=[require_reader], summary="What-if on recent traffic or outcomes")
     async def evaluate(self, data: JSONBody[Proposed], service: NamedDependency[RouterService], state: State) -> WhatIf:

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import anyio
 import httpx
 import pytest
 
@@ -20,6 +21,7 @@ from models.embedder import Embedder
 from models.outcomes import STRATEGY_OF_ROUTE
 from models.policy import Policy, Thresholds, decide
 from models.routes import DEFAULT_COSTS, ROUTES
+from router.resources import open_service
 from router.settings import Settings
 from tests.conftest import S3_BUCKET, s3_options
 from tests.integration.conftest import LiveService, serve
@@ -112,6 +114,23 @@ def test_concurrent_puts_get_consecutive_versions_and_no_torn_state(live: LiveSe
     assert [h["version"] for h in history] == list(range(9, 0, -1))
     current = httpx.get(f"{live.url}/v1/thresholds", timeout=30).json()
     assert current["version"] == 9 and current["cost_weight"] == history[0]["cost_weight"]  # last writer wins
+
+
+def test_a_write_finishing_after_a_newer_one_does_not_take_the_live_version_back(tmp_path: Path) -> None:
+    """Two PUTs store versions N and N+1 in worker threads; their handlers can resume in either order. The one that
+    resumes last must not make the older version live (CI once saw version 8 live after 8 and 9 were written)."""
+
+    async def scenario() -> tuple[int, int, int]:
+        async with open_service(settings(tmp_path)) as service:
+            store = service.thresholds_store
+            older = store.apply(Thresholds(), 0.01, by="a", action="set")
+            newer = store.apply(Thresholds(), 0.02, by="b", action="set")
+            service.retune(newer)
+            shown = service.retune(older)  # the slower request's handler resumes last
+            return service.tuning.record.version, shown.record.version, newer.version
+
+    live, shown, newest = anyio.run(scenario)
+    assert live == newest and shown == newest - 1  # the response describes the version that request wrote
 
 
 def test_the_request_knob_is_bounded_by_a_server_setting(tmp_path: Path) -> None:
