@@ -20,6 +20,7 @@ import numpy as np
 import pyarrow as pa
 
 from bench.timing import stats
+from router.logs_api import DRIFT_SAMPLE
 from router.routing_log import COMPACT_ROWS, LIGHT_COLUMNS, LogFilter, RoutingLog
 
 BUSY_RATE = 190
@@ -27,7 +28,6 @@ BUSY_RATE = 190
 APPEND_ROWS = COMPACT_ROWS  # fragments as large as the service's compaction leaves them
 PREFILLED = "prefilled"
 """The ``model_version`` of generated records, so that a soak can tell them from the records it caused."""
-DRIFT_SAMPLE = 5_000
 
 
 def records(schema: pa.Schema, seqs: np.ndarray, rng: np.random.Generator) -> pa.Table:

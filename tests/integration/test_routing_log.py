@@ -11,20 +11,21 @@ import uuid
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import anyio
 import httpx
 import lance
-import pyarrow as pa
+import numpy as np
 import pyarrow.parquet as pq
 import pytest
 import structlog
 from lance.dataset import DatasetOptimizer
 from prometheus_client.parser import text_string_to_metric_families
 
+from bench.logreads import records
 from router import routing_log
 from router.cli import main
 from router.routing_log import RoutingLog
@@ -380,27 +381,10 @@ def test_pages_find_the_newest_records_however_far_apart_they_are(tmp_path: Path
 
 
 def record(request_id: str) -> dict[str, Any]:
-    """A routing record with every required column filled (what the service writes, in shape)."""
-    row: dict[str, Any] = {}
-    for field in routing_log.schema(384):
-        kind = field.type
-        if field.nullable:
-            row[field.name] = None
-        elif pa.types.is_string(kind):
-            row[field.name] = "x"
-        elif pa.types.is_floating(kind):
-            row[field.name] = 0.5
-        elif pa.types.is_boolean(kind):
-            row[field.name] = False
-        elif pa.types.is_fixed_size_list(kind):
-            row[field.name] = [0.0] * 384
-        elif pa.types.is_list(kind):
-            row[field.name] = []
-        elif pa.types.is_timestamp(kind):
-            row[field.name] = datetime.now(UTC)
-        else:
-            row[field.name] = 0
-    return row | {"request_id": request_id, "seq": routing_log.next_seq()}
+    """A routing record with every column filled, in the shape the service writes (the bench's generator)."""
+    seq = np.array([routing_log.next_seq()], dtype=np.int64)
+    row: dict[str, Any] = records(routing_log.schema(384), seq, np.random.default_rng(0)).to_pylist()[0]
+    return row | {"request_id": request_id}
 
 
 def test_logs_cli_queries_tails_and_exports(
