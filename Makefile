@@ -2,30 +2,40 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-STAMP  := $(VENV)/.stamp-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+PIP_VERSION := 26.3
+LOCK   := requirements/dev.txt
+STAMP  := $(VENV)/.stamp-$(shell cat $(LOCK) pyproject.toml | cksum | cut -d' ' -f1)
 ONNX   := $(VENV)/.onnx-exported
 OUTCOMES ?= ../shared/data/adarague/outcomes.jsonl
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
 .DEFAULT_GOAL := help
-.PHONY: help setup run serve ingest-sample bundle eval bench bench-quick bench-soak test test-fast lint clean
+.PHONY: help setup lock check-lock run serve ingest-sample bundle eval bench bench-quick bench-soak test test-fast lint \
+	docs wheel clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
 
-$(STAMP): pyproject.toml
+# Exactly the locked set (every package at its locked version and hash), then the project itself without resolving.
+$(STAMP): $(LOCK) pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet pip==$(PIP_VERSION)
+	$(BIN)/pip install --quiet --require-hashes -r $(LOCK)
+	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
 	@rm -f $(VENV)/.stamp-* && touch $@
 
 $(ONNX): $(STAMP)
 	$(BIN)/router embedder export
 	@touch $@
 
-setup: $(STAMP) $(ONNX) ## create .venv, install the project with its dev tools (CPU torch), export the embedder to ONNX
+setup: $(STAMP) $(ONNX) ## create .venv from the lock (requirements/dev.txt, CPU torch), export the embedder to ONNX
+
+lock: $(STAMP) ## re-resolve pyproject.toml into requirements/{dev,train,serve}.txt; run it after changing dependencies
+	$(BIN)/python requirements/lock.py
+
+check-lock: ## fail when pyproject.toml's requirements and the lock disagree (CI runs it)
+	$(PYTHON) requirements/lock.py --check
 
 ingest-sample: setup ## ingest the sample corpus into the default LanceDB table (idempotent)
 	$(BIN)/router ingest deploy/sample-corpus --quiet
@@ -59,10 +69,17 @@ test: setup ## set up and run the whole test suite (includes the real LLM-server
 test-fast: setup ## the suite without the tests that start a real LLM server
 	$(BIN)/pytest -m "not llm_server"
 
-lint: setup ## ruff and mypy
+lint: setup ## ruff, mypy and the layer check (import-linter contracts in .importlinter)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+docs: setup ## build the documentation site strictly (mkdocs.yml, docs/) into var/site
+	$(BIN)/mkdocs build --strict --site-dir var/site
+
+wheel: setup ## build the wheel into dist/ (the default bundle and the dashboard are package data)
+	$(BIN)/pip wheel --quiet --no-deps --no-build-isolation --wheel-dir dist .
 
 clean: ## remove the virtualenv, caches and local data (var/)
 	rm -rf $(VENV) var .mypy_cache .ruff_cache .pytest_cache

@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
-from backends.lancedb import Passage
+from backends.types import Passage
 from backends.vllm import ChatClient, ChatMessage, Timeouts
 
 SYSTEM_PROMPT = "You are a precise assistant. Answer the user's question concisely."

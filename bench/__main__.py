@@ -448,7 +448,7 @@ class Bench:
 async def _count_rows(uri: str, table: str) -> int:
     """Records the service wrote (not the generated ones of ``--soak-prefill``)."""
     from bench.logreads import PREFILLED
-    from router.routing_log import RoutingLog
+    from router.routing_log.store import RoutingLog
 
     log = await RoutingLog.open(uri, table, None)
     return len(await log.column("seq", f"model_version != '{PREFILLED}'"))

@@ -19,7 +19,7 @@ import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 
-from backends.lancedb import DocumentStore, table_schema
+from backends.lancedb.documents import DocumentStore, table_schema
 from models.embedder import Embedder
 
 ROOT = Path(__file__).resolve().parents[1]

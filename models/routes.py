@@ -9,5 +9,8 @@ Route = Literal["ft", "rag", "both"]
 
 ROUTES: Final[tuple[Route, ...]] = get_args(Route)
 
+Step = Literal["ft", "rag", "both", "extractive"]
+"""What can answer: a route, or the extractive generator (retrieved sentences, no LLM) as the last resort."""
+
 DEFAULT_COSTS: Final[dict[Route, float]] = {"ft": 0.0, "rag": 1.0, "both": 3.35}
 """Retrieval calls per answer, as in the benchmark: 0, 1, and the mean IRCoT step count for ``both``."""

@@ -3,7 +3,7 @@ from __future__ import annotations
 import httpx
 
 from backends.generators import ChatGenerator, ExtractiveGenerator, build_messages
-from backends.lancedb import Passage
+from backends.types import Passage
 from backends.vllm import ChatClient
 from tests.fakes.vllm import FakeVLLM
 

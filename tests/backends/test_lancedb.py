@@ -8,7 +8,8 @@ import pytest
 
 from backends.documents import Chunk
 from backends.errors import RetrievalError
-from backends.lancedb import DocumentStore, filter_predicate, reciprocal_rank_fusion
+from backends.lancedb import DocumentStore, filter_predicate
+from backends.lancedb.ranking import reciprocal_rank_fusion
 from models.embedder import Embedder
 
 # The query "XJ-9000" embeds closer to the chunks about sibling models than to the one that names it in passing.
@@ -54,8 +55,8 @@ async def test_reingest_replaces_a_document_atomically(tmp_path: Path, embedder:
     await _upsert(store, embedder, "other", ["keep me"])
     await _upsert(store, embedder, "doc", ["uno"])
     assert await store.count() == 2
-    hashes = await store.content_hashes(["doc", "other", "absent"])
-    assert set(hashes) == {"doc", "other"}
+    found = await store.documents_info(["doc", "other", "absent"])
+    assert set(found) == {"doc", "other"} and (found["doc"].chunks, found["other"].chunks) == (1, 1)
     await store.delete_document("doc")
     assert await store.count() == 1
 

@@ -10,7 +10,7 @@ import pytest
 
 from backends.errors import ModelNotFound, UpstreamError
 from backends.generators import ChatGenerator
-from backends.lancedb import Passage
+from backends.types import Passage
 from backends.vllm import ChatClient, ChatMessage
 
 pytestmark = pytest.mark.llm_server

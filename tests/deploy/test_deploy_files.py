@@ -33,9 +33,9 @@ import pytest
 import yaml
 from pydantic import BaseModel
 
-from router.app import create_app
 from router.cli import build_parser
-from router.settings import Settings
+from router.lib.settings import Settings
+from router.server.app import create_app
 from tests.conftest import ROOT
 
 DEPLOY = ROOT / "deploy"
@@ -456,14 +456,23 @@ def test_dockerfile_builds_what_the_service_needs(app_routes: dict[str, set[str]
     text = DOCKERFILE.read_text()
     build, runtime = stages(text)["build"], stages(text)["runtime"]
     runs = [args for instruction, args in build if instruction == "RUN"]
-    # CPU torch, at the version the project pins, before the project
-    (torch,) = [run for run in runs if "torch==" in run]
+    # both virtualenvs from the lock, hashes required: the export tools with CPU torch, the runtime without torch
+    (export_env,) = [run for run in runs if "requirements/train.txt" in run]
+    assert "--require-hashes" in export_env and "download.pytorch.org/whl/cpu" in export_env
     pinned = re.search(r'"torch==([^"]+)"', (ROOT / "pyproject.toml").read_text())
-    assert pinned and f"torch=={pinned[1]}" in torch and "download.pytorch.org/whl/cpu" in torch
-    assert runs.index(torch) < next(i for i, run in enumerate(runs) if re.search(r"pip install[^;&]* \.", run))
+    locked = (ROOT / "requirements/train.txt").read_text()
+    assert pinned and re.search(rf"^torch=={re.escape(pinned[1])}\+cpu ", locked, re.M)
+    (serve_env,) = [run for run in runs if "requirements/serve.txt" in run]
+    assert "--require-hashes" in serve_env and "/opt/venv/bin/pip" in serve_env
+    assert not re.search(r"^(torch|sentence-transformers)==", (ROOT / "requirements/serve.txt").read_text(), re.M)
+    # the project itself goes in without resolving (--no-deps), after the locked sets
+    (project,) = [run for run in runs if "pip wheel" in run]
+    assert project.count("--no-deps") == 3 and runs.index(serve_env) < runs.index(project)
+    assert "--from=build /opt/venv /opt/venv" in [a for i, a in runtime if i == "COPY"]
     # the ONNX export, with the real CLI, into the directory the runtime serves from
     (export,) = [shlex.split(run) for run in runs if "embedder export" in run]
-    args = build_parser().parse_args(export[export.index("router") + 1 :])
+    command_at = next(i for i, word in enumerate(export) if word.rsplit("/", 1)[-1] == "router")
+    args = build_parser().parse_args(export[command_at + 1 :])
     assert (args.command, args.action) == ("embedder", "export")
     env = env_of(runtime)
     assert env["ROUTER_EMBEDDER__ONNX_DIR"] == str(args.out)

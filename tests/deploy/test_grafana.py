@@ -12,7 +12,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from router.settings import Settings
+from router.lib.settings import Settings
 from tests.conftest import ROOT
 from tests.integration.conftest import ingest_corpus, serve
 

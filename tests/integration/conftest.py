@@ -19,10 +19,10 @@ import httpx
 import pytest
 import uvicorn
 
-from router.app import create_app
-from router.ingestion import ingest
-from router.resources import open_store
-from router.settings import Settings
+from router.documents.ingestion import ingest
+from router.lib.settings import Settings
+from router.server.app import create_app
+from router.server.resources import open_store
 
 
 @dataclass

@@ -25,8 +25,8 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.ui import WebDriverWait
 
-from router.logs_api import MIN_DRIFT_ROWS
-from router.settings import Settings
+from router.lib.settings import Settings
+from router.routing_log.stats import MIN_DRIFT_ROWS
 from tests.fakes.vllm import FakeVLLM
 from tests.fakes.vllm_server import fake_vllm_server
 from tests.integration.conftest import LiveService, serve

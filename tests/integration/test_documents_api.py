@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from router.settings import Settings
+from router.lib.settings import Settings
 from tests.integration.conftest import LiveService, serve
 
 KEY = "test-admin-key-7c1f9e2ab04d"

@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from router.settings import Settings
+from router.lib.settings import Settings
 from tests.fakes.vllm import FakeVLLM
 from tests.fakes.vllm_server import fake_vllm_server
 from tests.integration.conftest import LiveService, serve, sse_events
@@ -251,9 +251,10 @@ def test_saturated_backend_fails_fast_with_retry_after(fake_url: str, lancedb_ur
 
 
 async def test_startup_refuses_a_model_the_server_does_not_serve(fake_url: str, lancedb_uri: str) -> None:
-    from router.resources import ConfigurationError, open_service
+    from router.lib.errors import ConfigurationError
+    from router.server.resources import open_resources
 
     settings = Settings(retrieval={"uri": lancedb_uri}, llm={"base_url": fake_url, **LLM, "ft_model": "typo-ft"})
     with pytest.raises(ConfigurationError, match=r"does not serve 'typo-ft'.*it serves: base, ft"):
-        async with open_service(settings):
+        async with open_resources(settings):
             pass

@@ -30,7 +30,7 @@ from schemathesis.checks import (
     status_code_conformance,
 )
 
-from router.settings import Settings
+from router.lib.settings import Settings
 from tests.integration.conftest import LiveService, serve
 
 ADMIN_KEY = "fuzz-admin-key-0123456789"

@@ -1,5 +1,5 @@
-"""Input limits over real HTTP (router.limits): each bad input gets a 4xx whose body says what is wrong and carries the
-request id, and the service keeps serving."""
+"""Input limits over real HTTP (router.lib.limits): each bad input gets a 4xx whose body says what is wrong and carries
+the request id, and the service keeps serving."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from router.limits import MAX_JSON_DEPTH
-from router.settings import Settings
+from router.lib.limits import MAX_JSON_DEPTH
+from router.lib.settings import Settings
 from tests.integration.conftest import LiveService, serve
 
 ADMIN_KEY = "limits-admin-key-0123456789"
@@ -141,12 +141,12 @@ def test_deeply_nested_json_is_refused_at_once(client: httpx.Client, http: httpx
 
 def test_invalid_utf8_is_400(client: httpx.Client) -> None:
     response = client.post("/v1/route", content=b'{"query": "\xff\xfe"}', headers={"content-type": "application/json"})
-    problem(response, 400, "not valid UTF-8")
+    problem(response, 400, "the body is not valid UTF-8: byte 0xff at position 11")
 
 
 def test_malformed_and_empty_bodies_are_400_with_a_reason(client: httpx.Client) -> None:
     json_type = {"content-type": "application/json"}
-    problem(client.post("/v1/route", content=b'{"query": "x"', headers=json_type), 400, "not valid JSON", "truncated")
+    problem(client.post("/v1/route", content=b'{"query": "x"', headers=json_type), 400, "the body is not valid JSON")
     problem(client.post("/v1/route", content=b"", headers=json_type), 400, "body is empty")
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from router.settings import Settings
+from router.lib.settings import Settings
 from tests.integration.conftest import LiveService, free_port, serve, sse_events
 
 
@@ -81,7 +81,7 @@ def test_router_label_against_a_real_server(
 ) -> None:
     from models.outcomes import load_outcomes
     from router.cli import main
-    from router.settings import get_settings
+    from router.lib.settings import get_settings
 
     for name, value in {
         "BASE_URL": tiny_llm_server,

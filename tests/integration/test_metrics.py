@@ -11,8 +11,8 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from router.metrics import CONTENT_TYPE
-from router.settings import Settings
+from router.lib.metrics import CONTENT_TYPE
+from router.lib.settings import Settings
 from tests.fakes.vllm import FakeVLLM
 from tests.fakes.vllm_server import fake_vllm_server
 from tests.integration.conftest import serve

@@ -10,7 +10,7 @@ from typing import Any
 import openai
 import pytest
 
-from router.settings import Settings
+from router.lib.settings import Settings
 from tests.fakes.vllm import FakeVLLM
 from tests.fakes.vllm_server import fake_vllm_server
 from tests.integration.conftest import LiveService, serve

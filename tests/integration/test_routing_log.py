@@ -25,11 +25,14 @@ import structlog
 from lance.dataset import DatasetOptimizer
 from prometheus_client.parser import text_string_to_metric_families
 
+from backends.lancedb import log_table
 from bench.logreads import records
-from router import routing_log
 from router.cli import main
-from router.routing_log import RoutingLog
-from router.settings import Settings, get_settings
+from router.lib.settings import Settings, get_settings
+from router.routing.record import next_seq
+from router.routing_log import store
+from router.routing_log import table as routing_log
+from router.routing_log.store import RoutingLog
 from tests.conftest import S3_BUCKET, s3_options
 from tests.integration.conftest import LiveService, serve
 
@@ -200,8 +203,8 @@ def test_the_flush_loop_compacts_appends_and_drops_old_versions(
 ) -> None:
     """Each flush is an append (a fragment and a version); without compaction they pile up and slow reads and grow
     memory. Every COMPACT_EVERY appends the loop merges them and removes versions past KEEP_VERSIONS."""
-    monkeypatch.setattr(routing_log, "COMPACT_EVERY", 5)
-    monkeypatch.setattr(routing_log, "KEEP_VERSIONS", timedelta(milliseconds=1))
+    monkeypatch.setattr(store, "COMPACT_EVERY", 5)
+    monkeypatch.setattr(log_table, "KEEP_VERSIONS", timedelta(milliseconds=1))
     table = tmp_path / "routing-log" / "routing_log.lance"
     config = settings(tmp_path, corpus_uri, flush_seconds=0.02)
     with serve(config) as live, httpx.Client(base_url=live.url, timeout=60) as client:
@@ -230,10 +233,10 @@ def test_the_flush_loop_compacts_appends_and_drops_old_versions(
 def test_a_compaction_leaves_large_fragments_alone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """What a round rewrites is bounded by COMPACT_ROWS, not by the size of the log (LanceDB's own optimize rewrote
     every fragment under a million rows, the whole log, each time)."""
-    monkeypatch.setattr(routing_log, "COMPACT_ROWS", 20)
+    monkeypatch.setattr(log_table, "COMPACT_ROWS", 20)
 
     def rows(n: int) -> list[dict[str, Any]]:
-        return [record(f"r-{routing_log.next_seq()}") for _ in range(n)]
+        return [record(f"r-{next_seq()}") for _ in range(n)]
 
     async def scenario() -> int:
         log = await RoutingLog.open(str(tmp_path), "routing_log", 384)
@@ -285,14 +288,14 @@ def test_retention_waits_for_a_compaction_round(tmp_path: Path) -> None:
         for i in range(8):
             log.append(record(f"r-{i}"))
             await log.flush()
-        compact_files = log._compact_files
+        compact_files = log.table._compact_files
 
         def held(uri: str) -> tuple[int, int]:
             entered.set()
             release.wait(10)
             return compact_files(uri)
 
-        log._compact_files = held  # type: ignore[method-assign]
+        log.table._compact_files = held  # type: ignore[method-assign]
 
         async def prune() -> None:
             await log.prune(None, 5)
@@ -382,7 +385,7 @@ def test_pages_find_the_newest_records_however_far_apart_they_are(tmp_path: Path
 
 def record(request_id: str) -> dict[str, Any]:
     """A routing record with every column filled, in the shape the service writes (the bench's generator)."""
-    seq = np.array([routing_log.next_seq()], dtype=np.int64)
+    seq = np.array([next_seq()], dtype=np.int64)
     row: dict[str, Any] = records(routing_log.schema(384), seq, np.random.default_rng(0)).to_pylist()[0]
     return row | {"request_id": request_id}
 

@@ -27,9 +27,9 @@ from litestar import Litestar
 from litestar.routes import HTTPRoute
 
 from backends.generators import build_messages
-from backends.lancedb import Passage
-from router.app import create_app
-from router.settings import Settings
+from backends.types import Passage
+from router.lib.settings import Settings
+from router.server.app import create_app
 from tests.conftest import ROOT
 from tests.integration.conftest import LiveService, _captures, serve
 

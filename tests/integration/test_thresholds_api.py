@@ -21,8 +21,8 @@ from models.embedder import Embedder
 from models.outcomes import STRATEGY_OF_ROUTE
 from models.policy import Policy, Thresholds, decide
 from models.routes import DEFAULT_COSTS, ROUTES
-from router.resources import open_service
-from router.settings import Settings
+from router.lib.settings import Settings
+from router.server.resources import open_resources
 from tests.conftest import S3_BUCKET, s3_options
 from tests.integration.conftest import LiveService, serve
 
@@ -121,13 +121,13 @@ def test_a_write_finishing_after_a_newer_one_does_not_take_the_live_version_back
     resumes last must not make the older version live (CI once saw version 8 live after 8 and 9 were written)."""
 
     async def scenario() -> tuple[int, int, int]:
-        async with open_service(settings(tmp_path)) as service:
-            store = service.thresholds_store
-            older = store.apply(Thresholds(), 0.01, by="a", action="set")
-            newer = store.apply(Thresholds(), 0.02, by="b", action="set")
-            service.retune(newer)
-            shown = service.retune(older)  # the slower request's handler resumes last
-            return service.tuning.record.version, shown.record.version, newer.version
+        async with open_resources(settings(tmp_path)) as resources:
+            live = resources.live
+            older = live.store.apply(Thresholds(), 0.01, by="a", action="set")
+            newer = live.store.apply(Thresholds(), 0.02, by="b", action="set")
+            live.retune(newer)
+            shown = live.retune(older)  # the slower request's handler resumes last
+            return live.current.record.version, shown.record.version, newer.version
 
     live, shown, newest = anyio.run(scenario)
     assert live == newest and shown == newest - 1  # the response describes the version that request wrote

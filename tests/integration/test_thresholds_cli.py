@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from router.cli import main
-from router.settings import get_settings
+from router.lib.settings import get_settings
 from tests.integration.conftest import LiveService, serve
 from tests.integration.test_thresholds_api import KEY, settings
 

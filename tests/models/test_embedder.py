@@ -95,7 +95,7 @@ def test_a_missing_export_is_made_on_load_and_then_reused(tmp_path: Path) -> Non
 
 def test_serving_embeddings_do_not_import_torch(exported: Path) -> None:
     code = (
-        "import sys; from pathlib import Path; import router.app, router.resources;"
+        "import sys; from pathlib import Path; import router.server.app, router.server.resources;"
         "from models.embedder import load_embedder;"
         f"e = load_embedder(onnx_dir=Path({str(exported)!r})); e.encode(['hello']);"
         "print(sorted(m for m in sys.modules if m.split('.')[0] in {'torch', 'sentence_transformers', 'transformers'}))"

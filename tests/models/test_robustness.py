@@ -30,7 +30,7 @@ from models.robustness import (
     perturb,
 )
 from router.cli import build_parser, main
-from router.settings import get_settings
+from router.lib.settings import get_settings
 
 QUESTIONS = [
     "Who wrote the novel Pride and Prejudice?",

@@ -1,12 +1,12 @@
-"""The pieces of router.auth and router.ratelimit that need no server: key weakness and the token bucket."""
+"""The pieces of router.lib.auth and router.lib.ratelimit that need no server: key weakness and the token bucket."""
 
 from __future__ import annotations
 
 import pytest
 
-from router.auth import weakness
-from router.ratelimit import RateLimiter
-from router.settings import RateLimitRule, RateLimitSettings
+from router.lib.auth import weakness
+from router.lib.ratelimit import RateLimiter
+from router.lib.settings import RateLimitRule, RateLimitSettings
 
 RULE = RateLimitRule(requests_per_second=2, burst=3)
 

@@ -8,7 +8,7 @@ import time
 import anyio
 import pytest
 
-from router.batching import BatcherClosed, MicroBatcher, QueueFull
+from router.routing.batching import BatcherClosed, MicroBatcher, QueueFull
 
 
 class Recorder:

@@ -12,7 +12,7 @@ import pytest
 
 from models.bundle import load_bundle, load_thresholds
 from router.cli import main
-from router.settings import get_settings
+from router.lib.settings import get_settings
 
 
 @pytest.fixture(autouse=True)

@@ -7,8 +7,8 @@ import pytest
 from backends.documents import Document
 from backends.lancedb import DocumentStore
 from models.embedder import Embedder, Vectors
-from router import ingestion
-from router.ingestion import ingest_documents
+from router.documents import ingestion
+from router.documents.ingestion import ingest_documents
 
 
 class CountingEmbedder:

@@ -14,7 +14,7 @@ from backends.lancedb import DocumentStore
 from backends.vllm import ChatClient
 from models.embedder import Embedder
 from models.outcomes import load_outcomes
-from router.labelling import Labeller, QuestionsError, label, read_questions
+from router.cli.labelling import Labeller, QuestionsError, label, read_questions
 from tests.fakes.vllm import FakeVLLM
 
 QUESTIONS = [

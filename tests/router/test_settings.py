@@ -6,7 +6,7 @@ import pytest
 from pydantic import ValidationError
 
 from models.bundle import default_bundle_dir
-from router.settings import Settings
+from router.lib.settings import Settings
 
 
 def test_defaults_need_no_configuration() -> None:
@@ -56,3 +56,11 @@ def test_admin_key_is_a_secret_and_a_short_one_is_refused_without_echoing_it(mon
     with pytest.raises(ValidationError, match="admin_api_key") as refused:
         Settings()
     assert "short-secret" not in str(refused.value)
+
+
+def test_null_in_the_environment_turns_a_limit_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert Settings().routing_log.max_records is not None and Settings().routing_log.retention_days is not None
+    monkeypatch.setenv("ROUTER_ROUTING_LOG__MAX_RECORDS", "null")
+    monkeypatch.setenv("ROUTER_ROUTING_LOG__RETENTION_DAYS", "null")
+    settings = Settings()
+    assert settings.routing_log.max_records is None and settings.routing_log.retention_days is None

@@ -12,7 +12,7 @@ import pytest
 
 from models.bundle import default_bundle_dir, load_thresholds
 from models.policy import Thresholds
-from router.thresholds import CURRENT, ThresholdsStore, ThresholdsStoreError
+from router.thresholds.store import CURRENT, ThresholdsStore, ThresholdsStoreError
 from tests.conftest import S3_BUCKET, s3_options
 
 INITIAL = default_bundle_dir() / "thresholds.json"
@@ -71,8 +71,8 @@ def test_concurrent_writers_from_two_connections_get_contiguous_versions(where: 
 def test_a_stale_hint_is_stepped_past(where: tuple[str, dict[str, str]]) -> None:
     store = open_store(where)
     store.apply(VALUES, 0.05, by="test", action="set")
-    stale = json.loads(bytes(obstore.get(store.store, "versions/000001.json").bytes()))
-    obstore.put(store.store, CURRENT, json.dumps(stale).encode())  # as if the writer of v2 lost its hint
+    stale = json.loads(bytes(obstore.get(store.objects.store, "versions/000001.json").bytes()))
+    obstore.put(store.objects.store, CURRENT, json.dumps(stale).encode())  # as if the writer of v2 lost its hint
     assert store.version() == 2 and store.current().cost_weight == 0.05
 
 
