@@ -26,9 +26,9 @@ from backends.documents import Document, title_of
 from backends.lancedb import DocumentInfo, DocumentStore
 from models.embedder import Embedder
 from router.documents.ingestion import IngestReport, ingest_documents
+from router.lib import schema as schemas
 from router.lib.auth import require_admin
 from router.lib.settings import RetrievalSettings
-from router.routing import schemas
 
 log = structlog.get_logger("router.documents")
 

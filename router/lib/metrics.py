@@ -1,4 +1,4 @@
-"""Prometheus metrics: the app's registry, HTTP requests, the drift gauge, and ``GET /metrics``.
+"""Prometheus metrics: the app's registry, HTTP requests and the drift gauge (served by ``router.lib.scrape``).
 
 Each app has its own :class:`Metrics` (its own registry, so several apps can live in one process, as in the tests).
 The ``before_send`` hook hands it every finished HTTP response (:meth:`Metrics.observe_http`); the request path's
@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import math
 
-from litestar import Response, get
-from litestar.datastructures import State
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 MEDIA_TYPE = "text/plain; version=0.0.4"
@@ -49,10 +47,3 @@ class Metrics:
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
-
-
-@get("/metrics", include_in_schema=False, sync_to_thread=False, media_type=MEDIA_TYPE)
-def scrape(state: State) -> Response[bytes]:
-    """Prometheus text exposition of this app's registry."""
-    metrics: Metrics = state.metrics
-    return Response(metrics.render(), media_type=MEDIA_TYPE)

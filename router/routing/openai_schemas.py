@@ -14,21 +14,18 @@ from typing import Annotated, Any, Literal
 import msgspec
 
 from models.routes import Step
-from router.routing.schemas import Fallback, Knob, KnobSource, RetrievalOptions, Scores, Source
+from router.lib.schema import Knob, Request, Value
+from router.routing.schemas import Fallback, KnobSource, RetrievalOptions, Scores, Source
 
 Role = Literal["system", "developer", "user", "assistant", "tool"]
 
 
-class OpenAIRequest(msgspec.Struct, forbid_unknown_fields=True):
-    pass
-
-
-class TextPart(OpenAIRequest):
+class TextPart(Request):
     type: str
     text: str | None = None
 
 
-class ChatMessageIn(OpenAIRequest):
+class ChatMessageIn(Request):
     role: Role
     content: str | list[TextPart] | None = None
     name: str | None = None
@@ -43,11 +40,11 @@ class ChatMessageIn(OpenAIRequest):
         return "".join(part.text or "" for part in self.content)
 
 
-class StreamOptions(OpenAIRequest):
+class StreamOptions(Request):
     include_usage: bool = False
 
 
-class RouterOptions(OpenAIRequest):
+class RouterOptions(Request):
     """The router's own request options, sent as the extra field ``router`` (``extra_body`` in the openai client)."""
 
     top_k: Annotated[int, msgspec.Meta(ge=1, le=50)] | None = None
@@ -56,7 +53,7 @@ class RouterOptions(OpenAIRequest):
     retrieval: RetrievalOptions | None = None
 
 
-class ChatCompletionRequest(OpenAIRequest):
+class ChatCompletionRequest(Request):
     model: str
     messages: Annotated[list[ChatMessageIn], msgspec.Meta(min_length=1)]
     stream: bool = False
@@ -82,7 +79,7 @@ class ChatCompletionRequest(OpenAIRequest):
     logprobs: bool | None = None
 
 
-class RouterInfo(msgspec.Struct, frozen=True):
+class RouterInfo(Value, frozen=True):
     """The routing decision behind a completion (the ``router`` field of responses and of the first chunk)."""
 
     route: Step
@@ -98,25 +95,25 @@ class RouterInfo(msgspec.Struct, frozen=True):
     request_id: str
 
 
-class AssistantMessage(msgspec.Struct, frozen=True):
+class AssistantMessage(Value, frozen=True):
     role: Literal["assistant"]
     content: str
 
 
-class Choice(msgspec.Struct, frozen=True):
+class Choice(Value, frozen=True):
     index: int
     message: AssistantMessage
     finish_reason: str
     logprobs: None = None
 
 
-class CompletionUsage(msgspec.Struct, frozen=True):
+class CompletionUsage(Value, frozen=True):
     prompt_tokens: int
     completion_tokens: int
     total_tokens: int
 
 
-class ChatCompletion(msgspec.Struct, frozen=True):
+class ChatCompletion(Value, frozen=True):
     id: str
     created: int
     model: str
@@ -127,14 +124,14 @@ class ChatCompletion(msgspec.Struct, frozen=True):
     system_fingerprint: str | None = None
 
 
-class ModelCard(msgspec.Struct, frozen=True):
+class ModelCard(Value, frozen=True):
     id: str
     created: int
     owned_by: str
     object: Literal["model"] = "model"
 
 
-class ModelList(msgspec.Struct, frozen=True):
+class ModelList(Value, frozen=True):
     data: list[ModelCard]
     object: Literal["list"] = "list"
 

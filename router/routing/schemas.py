@@ -1,4 +1,5 @@
-"""Wire types: msgspec Structs on one base. Requests forbid unknown fields; responses are frozen values."""
+"""Wire types of the request path (``/v1/route``, ``/v1/query``, ``/health``, ``/ready``), on the bases of
+``router.lib.schema``."""
 
 from __future__ import annotations
 
@@ -7,24 +8,14 @@ from typing import Annotated, Literal
 import msgspec
 
 from backends.types import SearchMode
-from models.policy import MAX_COST_WEIGHT
 from models.routes import Route, Step
+from router.lib.schema import Knob, Request, Value
 
 RouteSource = Literal["policy", "request"]
 KnobSource = Literal["live", "request"]
 """Where a decision's ``cost_weight`` came from: the live thresholds record, or the request."""
-Knob = Annotated[float, msgspec.Meta(ge=0, le=MAX_COST_WEIGHT)]
-"""The policy's ``cost_weight``: success probability given up per retrieval call."""
 GeneratorName = Literal["llm", "extractive"]
 FilterValue = str | list[str]
-
-
-class Request(msgspec.Struct, forbid_unknown_fields=True):
-    pass
-
-
-class Value(msgspec.Struct, frozen=True):
-    pass
 
 
 class RouteRequest(Request):

@@ -21,11 +21,12 @@ from router.documents.controllers import DocumentsController
 from router.lib.auth import InsecureSettings, check_secrets
 from router.lib.limits import LIMIT_SETTING, LimitedRequest
 from router.lib.logging import configure_logging
-from router.lib.metrics import Metrics, scrape
+from router.lib.metrics import Metrics
 from router.lib.middleware import RequestContextMiddleware, before_send
 from router.lib.openapi import document_errors
 from router.lib.problems import EXCEPTION_HANDLERS
 from router.lib.ratelimit import RateLimiter, rate_limit
+from router.lib.scrape import scrape
 from router.lib.settings import Settings, get_settings
 from router.routing.controllers import HealthController, RoutingController
 from router.routing.metrics import DecisionMetrics

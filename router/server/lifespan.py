@@ -13,6 +13,7 @@ from litestar import Litestar
 
 from backends.errors import BackendError
 from models.bundle import BundleError
+from models.embedder import EmbedderError
 from router.lib.errors import ConfigurationError
 from router.lib.metrics import Metrics
 from router.lib.settings import Settings
@@ -24,7 +25,7 @@ from router.thresholds.live import LiveTuning
 from router.thresholds.store import ThresholdsStoreError
 
 log = structlog.get_logger("router.server.lifespan")
-REFUSALS = (BundleError, ConfigurationError, BackendError, ThresholdsStoreError, RoutingLogError)
+REFUSALS = (BundleError, EmbedderError, ConfigurationError, BackendError, ThresholdsStoreError, RoutingLogError)
 """What stops the service at start with one line naming what is wrong (settings, bundle, backends, stores)."""
 DRIFT_REFRESH_S = 60
 DRIFT_WINDOW = timedelta(hours=1)

@@ -26,8 +26,8 @@ from litestar.params import JSONBody, QueryParameter
 from models.bundle import ThresholdsRecord
 from models.policy import Policy, Thresholds
 from models.tuning import Expectation, Labels, calibrate, expected
+from router.lib import schema as schemas
 from router.lib.auth import require_admin
-from router.routing import schemas
 from router.thresholds.live import LiveTuning, Tuning
 from router.thresholds.outcomes import NoOutcomes, OutcomesScorer
 from router.thresholds.store import ThresholdsStoreError
