@@ -95,30 +95,31 @@ def write() -> None:
         print(f"requirements/{name}.txt: {len(installs)} packages")
 
 
-def check() -> list[str]:
-    """What disagrees between ``pyproject.toml`` and the lock files (empty when they agree)."""
+def check(root: Path = ROOT) -> list[str]:
+    """What disagrees between ``root``'s ``pyproject.toml`` and its lock files (empty when they agree)."""
     try:
         from packaging.requirements import Requirement
     except ImportError:  # a bare interpreter: pip's own copy
         from pip._vendor.packaging.requirements import Requirement
 
     problems = []
-    digest = requirements_digest()
-    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    here = root / "requirements"
+    digest = requirements_digest(root / "pyproject.toml")
+    project = tomllib.loads((root / "pyproject.toml").read_text())["project"]
     extras = project.get("optional-dependencies", {})
-    dev = pins((HERE / "dev.txt").read_text()) if (HERE / "dev.txt").is_file() else {}
+    dev = pins((here / "dev.txt").read_text()) if (here / "dev.txt").is_file() else {}
     wanted = {"dev": [*project["dependencies"], *(r for reqs in extras.values() for r in reqs)],
               "train": [*project["dependencies"], *extras.get("train", [])],
               "serve": project["dependencies"]}  # fmt: skip
     for name, requirements in wanted.items():
-        path = HERE / f"{name}.txt"
+        path = here / f"{name}.txt"
         if not path.is_file():
-            problems.append(f"{path.relative_to(ROOT)} is missing: run `make lock`")
+            problems.append(f"{path.relative_to(root)} is missing: run `make lock`")
             continue
         text = path.read_text()
         found = _DIGEST.search(text)
         if not found or found.group(1) != digest:
-            problems.append(f"{path.relative_to(ROOT)} was locked from other requirements: run `make lock`")
+            problems.append(f"{path.relative_to(root)} was locked from other requirements: run `make lock`")
         locked = pins(text)
         for line in requirements:
             requirement = Requirement(line)
@@ -126,27 +127,53 @@ def check() -> list[str]:
                 continue
             version = locked.get(normalise(requirement.name))
             if version is None:
-                problems.append(f"{path.relative_to(ROOT)} lacks {requirement.name} ({line})")
+                problems.append(f"{path.relative_to(root)} lacks {requirement.name} ({line})")
             elif not requirement.specifier.contains(version, prereleases=True):
-                problems.append(f"{path.relative_to(ROOT)} pins {requirement.name}=={version}, outside {line!r}")
+                problems.append(f"{path.relative_to(root)} pins {requirement.name}=={version}, outside {line!r}")
         problems += [
-            f"{path.relative_to(ROOT)} pins {package}=={version} but dev.txt has {dev[package]}"
+            f"{path.relative_to(root)} pins {package}=={version} but dev.txt has {dev[package]}"
             for package, version in locked.items()
             if package in dev and dev[package] != version
         ]
         if text.count("--hash=sha256:") != len(locked):
-            problems.append(f"{path.relative_to(ROOT)}: every pin needs its --hash")
+            problems.append(f"{path.relative_to(root)}: every pin needs its --hash")
     return problems
+
+
+def check_environment(lock: str = "dev") -> list[str]:
+    """What this interpreter's environment has that differs from ``requirements/<lock>.txt``: a locked package
+    missing or at another version, or a package the lock does not name (the project itself and what every new
+    virtualenv starts with aside)."""
+    from importlib import metadata
+
+    locked = pins((HERE / f"{lock}.txt").read_text())
+    installed = {normalise(d.metadata["Name"]): d.version for d in metadata.distributions()}
+    problems = [
+        f"{name}=={version} is locked but {installed.get(name, 'not installed')} is installed"
+        for name, version in sorted(locked.items())
+        if installed.get(name) != version
+    ]
+    extra = sorted(set(installed) - set(locked) - {"pip", "setuptools", "wheel", PROJECT})  # a new venv's own
+    return problems + [f"{name}=={installed[name]} is installed but not in the lock" for name in extra]
+
+
+def _report(problems: list[str]) -> int:
+    for problem in problems:
+        print(f"lock: {problem}", file=sys.stderr)
+    return 1 if problems else 0
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--check", action="store_true", help="fail when pyproject.toml and the lock disagree")
-    if parser.parse_args().check:
-        problems = check()
-        for problem in problems:
-            print(f"lock: {problem}", file=sys.stderr)
-        return 1 if problems else 0
+    parser.add_argument(
+        "--check-env", metavar="LOCK", help="fail when this environment is not exactly requirements/LOCK.txt"
+    )
+    args = parser.parse_args()
+    if args.check:
+        return _report(check())
+    if args.check_env:
+        return _report(check_environment(args.check_env))
     write()
     return 0
 

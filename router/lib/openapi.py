@@ -94,8 +94,8 @@ GUARD_STATUSES = {
     "require_log_reader": (401, 403),
     "require_client": (401,),
 }
-"""By guard name (router.lib.auth, thresholds_api, logs_api): what a refusal answers. Other guards (the rate limit) add
-nothing here."""
+"""By guard name (router.lib.auth, router.thresholds.controllers, router.routing_log.controllers): what a refusal
+answers. Other guards (the rate limit) add nothing here."""
 STREAMING = {("POST", "/v1/query"), ("POST", "/v1/chat/completions")}
 OPENAI_TAG = "openai"
 

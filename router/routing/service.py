@@ -20,7 +20,7 @@ from router.lib.errors import InvalidQuery, NoAnswer
 from router.lib.logging import current_request_id
 from router.routing.answering import Answerer, Walk, reason_of
 from router.routing.decision import Decider, Decision, elapsed_ms
-from router.routing.record import Endpoint, RoutingRecord, Sink, Status
+from router.routing.record import RoutingRecord, Sink
 from router.routing.schemas import (
     AnswerStart,
     QueryResponse,
@@ -58,8 +58,7 @@ class RouterService:
     def model_version(self) -> str:
         return self.decider.bundle.version
 
-    def _record(self, decision: Decision, endpoint: Endpoint, status: Status, timings: Timings, **answer: Any) -> None:
-        record = RoutingRecord(endpoint, status, decision, self.model_version, timings, **answer)
+    def _publish(self, record: RoutingRecord) -> None:
         for sink in self.sinks:
             sink(record)
 
@@ -81,27 +80,22 @@ class RouterService:
         start = time.perf_counter()
         decision = await self.decider.decide(self.decider.clean(query), None, cost_weight)
         timings = Timings(decision.embed_ms, decision.classify_ms, 0.0, 0.0, elapsed_ms(start))
-        self._record(decision, "route", "decided", timings)
+        self._publish(RoutingRecord("route", "decided", decision, self.model_version, timings))
         return self._route_response(decision, _request_id())
 
     def _record_answer(self, walk: Walk, answer: AnswerStart | None, answer_chars: int, timings: Timings) -> None:
         """The routing record of a query, answered (``answer``) or not (None: every step failed)."""
+        decision, failures = walk.decision, tuple(walk.failed)
         if answer is None:
-            self._record(walk.decision, "query", "no_answer", timings, failures=tuple(walk.failed))
+            self._publish(RoutingRecord("query", "no_answer", decision, self.model_version, timings, failures=failures))
             return
-        self._record(
-            walk.decision,
-            "query",
-            "answered",
-            timings,
-            answered_by=answer.answered_by,
-            generator=answer.generator,
-            llm_model=answer.model,
-            fallback=answer.fallback,
-            failures=tuple(walk.failed),
-            source_ids=tuple(s.id for s in answer.sources),
+        record = RoutingRecord(
+            "query", "answered", decision, self.model_version, timings,
+            answered_by=answer.answered_by, generator=answer.generator, llm_model=answer.model,
+            fallback=answer.fallback, failures=failures, source_ids=tuple(s.id for s in answer.sources),
             answer_chars=answer_chars,
-        )
+        )  # fmt: skip
+        self._publish(record)
 
     async def _begin(self, ask: Ask) -> Walk:
         text = self.decider.clean(ask.query)

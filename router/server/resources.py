@@ -8,7 +8,6 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
-from typing import Any
 
 import anyio
 import httpx
@@ -152,18 +151,19 @@ async def open_live_tuning(settings: Settings, bundle: Bundle) -> LiveTuning:
     return LiveTuning(bundle, store, await anyio.to_thread.run_sync(store.current))
 
 
-def build_service(resources: dict[str, Any], settings: Settings, sinks: Sequence[Sink]) -> RouterService:
+def build_decider(settings: Settings, embedder: Embedder, bundle: Bundle, live: LiveTuning) -> Decider:
     cfg = settings.embedder
-    decider = Decider(
-        resources["embedder"], resources["bundle"], resources["live"],
+    return Decider(
+        embedder, bundle, live,
         max_query_chars=settings.server.max_query_chars, knob_range=settings.thresholds.request_knob_range,
         max_batch=cfg.max_batch, max_wait=cfg.max_wait_ms / 1000, max_queue=cfg.max_queue,
     )  # fmt: skip
-    answerer = Answerer(
-        resources["store"], resources["llm"], resources["guards"], settings.llm.fallbacks,
-        search_mode=settings.retrieval.mode,
-    )  # fmt: skip
-    return RouterService(decider, answerer, sinks, default_top_k=settings.retrieval.top_k)
+
+
+def build_answerer(
+    settings: Settings, store: DocumentStore, llm: ChatGenerator | None, guards: dict[str, Guard]
+) -> Answerer:
+    return Answerer(store, llm, guards, settings.llm.fallbacks, search_mode=settings.retrieval.mode)
 
 
 @asynccontextmanager
@@ -196,10 +196,11 @@ async def open_resources(settings: Settings, sinks: Sequence[Sink] = ()) -> Asyn
         if routing_log is not None:
             every.append(routing_log.write)
         every.append(lambda record: traffic.add(*record.decision.scores.as_tuple()))
-        opened = {"bundle": bundle, "embedder": embedder, "store": store, "live": live, "llm": llm}
         guards = build_guards(settings, llm)
-        service = build_service(opened | {"guards": guards}, settings, every)
-        stack.push_async_callback(service.decider.close)
+        decider = build_decider(settings, embedder, bundle, live)
+        stack.push_async_callback(decider.close)
+        answerer = build_answerer(settings, store, llm, guards)
+        service = RouterService(decider, answerer, every, default_top_k=settings.retrieval.top_k)
         cfg = settings.thresholds
         outcomes = OutcomesScorer(cfg.outcomes_file, cfg.outcomes_split, embedder, bundle)
         yield Resources(settings, bundle, embedder, store, live, traffic, routing_log, llm, guards, service, outcomes)
