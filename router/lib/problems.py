@@ -23,6 +23,7 @@ from litestar.types import ExceptionHandlersMap
 from backends.errors import BackendError, BackendTimeout, BackendUnavailable, ModelNotFound, RetrievalError
 from router.lib.errors import RETRY_AFTER_S, NoAnswer, RouterError
 from router.lib.logging import current_request_id
+from router.lib.validation import described, field_errors
 
 log = structlog.get_logger("router.lib.problems")
 
@@ -47,25 +48,10 @@ def problem(status: int, detail: str, headers: dict[str, str] | None = None, **e
     return Response(body, status_code=status, media_type="application/problem+json", headers=headers)
 
 
-def explained(exc: HTTPException) -> str:
-    """The detail, followed by each field's message when litestar lists them (a validation failure)."""
-    if not isinstance(exc.extra, list) or not exc.extra:
-        return exc.detail
-    return f"{exc.detail}: " + "; ".join(_field_message(error) for error in exc.extra)
-
-
-def _field_message(error: Any) -> str:
-    if not isinstance(error, dict):
-        return str(error)
-    key, message = error.get("key"), str(error.get("message", ""))
-    if key == "data" and message == "'data'":  # litestar's words for an empty body
-        return "the request body is empty; send a JSON object"
-    return message if key in (None, "data") else f"{key}: {message}"
-
-
 def handle_http(_: Request[Any, Any, Any], exc: HTTPException) -> Response[dict[str, Any]]:
-    extra = {"errors": exc.extra} if exc.extra else {}
-    return problem(exc.status_code, explained(exc), dict(exc.headers or {}) or None, **extra)
+    errors = field_errors(exc.extra) if isinstance(exc.extra, list) else exc.extra
+    extra = {"errors": errors} if errors else {}
+    return problem(exc.status_code, described(exc.detail, exc.extra), dict(exc.headers or {}) or None, **extra)
 
 
 def handle_router(_: Request[Any, Any, Any], exc: RouterError) -> Response[dict[str, Any]]:

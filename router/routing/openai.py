@@ -32,6 +32,7 @@ from router.lib.logging import current_request_id
 from router.lib.problems import backend_status
 from router.lib.sse import SSE_HEADERS, EventStream
 from router.lib.text import check_text
+from router.lib.validation import described
 from router.routing.openai_schemas import (
     AssistantMessage,
     ChatCompletion,
@@ -170,9 +171,8 @@ def openai_error(status: int, message: str, **fields: Any) -> Response[dict[str,
 
 
 def _http(_: Request[Any, Any, Any], exc: HTTPException) -> Response[dict[str, Any]]:
-    details = "; ".join(str(e.get("message", e)) for e in exc.extra) if isinstance(exc.extra, list) else ""
     code = "rate_limit_exceeded" if exc.status_code == 429 else None  # OpenAI's code; clients back off on it
-    answer = openai_error(exc.status_code, f"{exc.detail}: {details}" if details else exc.detail, code=code)
+    answer = openai_error(exc.status_code, described(exc.detail, exc.extra), code=code)
     answer.headers.update(exc.headers or {})  # Retry-After, WWW-Authenticate
     return answer
 

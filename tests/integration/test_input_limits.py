@@ -166,14 +166,14 @@ def test_tabs_and_newlines_in_query_text_are_fine(client: httpx.Client) -> None:
 @pytest.mark.parametrize(
     ("path", "body", "field"),
     [
-        ("/v1/route", {"query": "lora", "verbose": True}, "`verbose`"),
-        ("/v1/query", {"query": "lora", "retrieval": {"filters": {"author": "x"}}}, "`author`"),
-        ("/v1/thresholds/rollback", {"version": 1, "force": True}, "`force`"),
-        ("/v1/documents/delete", {"ids": ["a"], "all": True}, "`all`"),
+        ("/v1/route", {"query": "lora", "verbose": True}, "'verbose' is not a known field"),
+        ("/v1/query", {"query": "lora", "retrieval": {"filters": {"author": "x"}}}, "'author' is not a known field"),
+        ("/v1/thresholds/rollback", {"version": 1, "force": True}, "'force' is not a known field"),
+        ("/v1/documents/delete", {"ids": ["a"], "all": True}, "'all' is not a known field"),
     ],
 )
 def test_unknown_fields_are_400_naming_them(client: httpx.Client, path: str, body: dict, field: str) -> None:
-    problem(client.post(path, json=body, headers=ADMIN), 400, "unknown field", field)
+    problem(client.post(path, json=body, headers=ADMIN), 400, "the request is invalid", field)
 
 
 @pytest.mark.parametrize(
@@ -186,16 +186,16 @@ def test_unknown_fields_are_400_naming_them(client: httpx.Client, path: str, bod
     ],
 )
 def test_wrong_types_are_400_naming_the_field(client: httpx.Client, path: str, body: dict, field: str) -> None:
-    problem(client.post(path, json=body, headers=ADMIN), 400, "Expected", field)
+    problem(client.post(path, json=body, headers=ADMIN), 400, "the request is invalid", field, "must be")
 
 
 @pytest.mark.parametrize(
     ("body", "reason"),
     [
-        ({"query": "lora", "top_k": 0}, "top_k: Expected `int` >= 1"),
-        ({"query": "lora", "top_k": 51}, "top_k: Expected `int` <= 50"),
-        ({"query": "lora", "cost_weight": -0.5}, "cost_weight: Expected `float` >= 0"),
-        ({"query": "lora", "cost_weight": 10.5}, "cost_weight: Expected `float` <= 10"),
+        ({"query": "lora", "top_k": 0}, "top_k: must be at least 1"),
+        ({"query": "lora", "top_k": 51}, "top_k: must be at most 50"),
+        ({"query": "lora", "cost_weight": -0.5}, "cost_weight: must be at least 0"),
+        ({"query": "lora", "cost_weight": 10.5}, "cost_weight: must be at most 10"),
     ],
 )
 def test_top_k_and_knob_bounds_are_400_naming_them(client: httpx.Client, body: dict, reason: str) -> None:
@@ -204,12 +204,12 @@ def test_top_k_and_knob_bounds_are_400_naming_them(client: httpx.Client, body: d
 
 def test_a_number_out_of_float_range_is_400(client: httpx.Client) -> None:
     body = b'{"query": "lora", "cost_weight": 1e999}'
-    problem(client.post("/v1/query", content=body, headers={"content-type": "application/json"}), 400, "out of range")
+    problem(client.post("/v1/query", content=body, headers={"content-type": "application/json"}), 400, "not valid JSON")
 
 
 def test_openai_router_options_have_the_same_bounds(client: httpx.Client) -> None:
     bad = CHAT | {"router": {"top_k": 99}}
-    openai_problem(client.post("/v1/chat/completions", json=bad), 400, "<= 50")
+    openai_problem(client.post("/v1/chat/completions", json=bad), 400, "router.top_k: must be at most 50")
 
 
 def test_the_openai_front_door_accepts_what_openai_clients_send(client: httpx.Client) -> None:
@@ -226,7 +226,9 @@ def test_the_openai_front_door_accepts_what_openai_clients_send(client: httpx.Cl
     }
     assert client.post("/v1/chat/completions", json=CHAT | sent_by_clients).status_code == 200
     openai_problem(client.post("/v1/chat/completions", json=CHAT | {"logprobs": True}), 400, "logprobs")
-    openai_problem(client.post("/v1/chat/completions", json=CHAT | {"temperatur": 0}), 400, "`temperatur`")
+    openai_problem(
+        client.post("/v1/chat/completions", json=CHAT | {"temperatur": 0}), 400, "'temperatur' is not a known field"
+    )
 
 
 def test_error_responses_are_documented_in_the_openapi_schema(client: httpx.Client) -> None:

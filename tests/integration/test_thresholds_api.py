@@ -219,7 +219,7 @@ def test_calibrate_and_evaluate_on_a_labelled_outcomes_file(
             ({"source": "outcomes", "split": "nope"}, "no rows for split 'nope'"),
             ({"source": "outcomes", "window": 50}, "window applies to source 'traffic'"),
             ({"source": "traffic", "split": "test"}, "split applies to source 'outcomes'"),
-            ({"source": "logs"}, "Invalid enum value 'logs'"),
+            ({"source": "logs"}, "source: 'logs' is not one of the allowed values"),
         ):
             response = httpx.post(f"{live.url}/v1/thresholds/evaluate", json=bad, timeout=60)
             assert response.status_code == 400 and reason in response.text, response.text
