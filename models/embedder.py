@@ -5,11 +5,12 @@ downloaded at run time; any local sentence-transformers model directory can be u
 
 Two backends make the same vectors:
 
-- ``onnx`` (the default): the model exported once to ONNX (:func:`export_onnx`, run by ``router embedder export``
-  and by ``make setup``) and run with ONNX Runtime and the model's own fast tokenizer. Mean pooling and L2
-  normalisation are part of the exported graph. Serving with it never imports torch: it starts in about a second
-  and embeds one query in about 4 ms on two cores, three times faster than torch. ``int8`` (dynamic per-channel
-  quantisation of the weights) is optional: about twice as fast again, at a cosine of about 0.993 to fp32.
+- ``onnx`` (the default): the model exported once to ONNX (:func:`models.onnx_export.export_onnx`, run by
+  ``router embedder export`` and by ``make setup``) and run with ONNX Runtime and the model's own fast tokenizer.
+  Mean pooling and L2 normalisation are part of the exported graph. Serving with it never imports torch: it starts
+  in about a second and embeds one query in about 4 ms on two cores, three times faster than torch. ``int8``
+  (dynamic per-channel quantisation of the weights) is optional: about twice as fast again, at a cosine of about
+  0.993 to fp32.
 - ``torch``: the model through sentence-transformers.
 
 The two agree to within 1e-6 per component (tested), so a bundle trained with one serves with the other.
@@ -19,11 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import os
-import shutil
-import tempfile
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Protocol, runtime_checkable
@@ -78,7 +75,7 @@ def model_name(path: Path | None) -> str:
     return DEFAULT_MODEL_NAME if path is None else path.name
 
 
-def _check_model_dir(path: Path) -> None:
+def check_model_dir(path: Path) -> None:
     if not (path / "config.json").is_file() and not (path / "modules.json").is_file():
         raise EmbedderError(f"no sentence-transformers model in {path} (expected config.json)")
 
@@ -98,11 +95,11 @@ def fingerprint(model_path: Path) -> str:
 def default_onnx_dir(model_path: Path | None, root: Path = Path("var/embedders")) -> Path:
     """Where the export of ``model_path`` lives unless ``embedder.onnx_dir`` says otherwise."""
     path = model_path or default_model_path()
-    _check_model_dir(path)
+    check_model_dir(path)
     return root / f"{model_name(model_path).rsplit('/', 1)[-1]}-{fingerprint(path)}"
 
 
-def _progress_off() -> None:
+def progress_bars_off() -> None:
     from transformers.utils import logging as transformers_logging
 
     transformers_logging.disable_progress_bar()  # type: ignore[no-untyped-call]  # the per-tensor "Loading weights" bar
@@ -123,11 +120,11 @@ class SentenceTransformerEmbedder:
         cls, path: Path | None = None, *, device: str = "cpu", batch_size: int = 64
     ) -> SentenceTransformerEmbedder:
         model_path = path or default_model_path()
-        _check_model_dir(model_path)
+        check_model_dir(model_path)
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         from sentence_transformers import SentenceTransformer
 
-        _progress_off()
+        progress_bars_off()
         model = SentenceTransformer(str(model_path), device=device, local_files_only=True)
         dimension = model.get_embedding_dimension()
         if not dimension:
@@ -149,7 +146,7 @@ class SentenceTransformerEmbedder:
 
 @dataclass
 class OnnxEmbedder:
-    """An exported model (see :func:`export_onnx`) run with ONNX Runtime; torch is not imported."""
+    """An exported model (see :func:`models.onnx_export.export_onnx`) run with ONNX Runtime; torch is not imported."""
 
     path: Path
     name: str
@@ -246,123 +243,6 @@ def read_export_manifest(directory: Path) -> dict[str, Any]:
     return manifest
 
 
-def export_onnx(model_path: Path | None, directory: Path, *, int8: bool = False) -> dict[str, Any]:
-    """Exports a sentence-transformers model (tokens -> pooled, L2-normalised vector) to ``directory``:
-    ``model.onnx``, optionally ``model.int8.onnx``, ``tokenizer.json`` and ``embedder.json``. Needs torch (and
-    ``onnx`` for int8); runs offline in a few seconds. The directory is replaced whole, so a reader never sees half
-    an export. Returns the manifest, which records how closely the export agrees with sentence-transformers."""
-    source = model_path or default_model_path()
-    _check_model_dir(source)
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    try:
-        import torch
-        from sentence_transformers import SentenceTransformer
-    except ImportError:
-        raise EmbedderError(f"exporting {source} to ONNX needs torch: {TRAIN_EXTRA_HINT}") from None
-
-    _progress_off()
-    model = SentenceTransformer(str(source), device="cpu", local_files_only=True).eval()
-    tokenizer = model.tokenizer
-    if not getattr(tokenizer, "is_fast", False):
-        raise EmbedderError(f"{source}: the ONNX backend needs a fast tokenizer (tokenizer.json)")
-    names = [n for n in ("input_ids", "attention_mask", "token_type_ids") if n in tokenizer.model_input_names]
-
-    class Pooled(torch.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.model = model
-
-        def forward(self, *tensors: torch.Tensor) -> torch.Tensor:
-            features = self.model(dict(zip(names, tensors, strict=True)))["sentence_embedding"]
-            return torch.nn.functional.normalize(features, p=2, dim=1)
-
-    sample = tokenizer(["a short sample sentence", "and another"], padding=True, return_tensors="pt")
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}-", dir=directory.parent))
-    try:
-        axes = {name: {0: "batch", 1: "tokens"} for name in names} | {"embedding": {0: "batch"}}
-        with torch.no_grad(), warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # the tracer's notes on Python conditions it fixes at export
-            torch.onnx.export(
-                Pooled(),
-                tuple(sample[n] for n in names),
-                str(staging / ONNX_FILES["fp32"]),
-                input_names=names,
-                output_names=["embedding"],
-                dynamic_axes=axes,
-                opset_version=ONNX_OPSET,
-                dynamo=False,
-            )
-        tokenizer.backend_tokenizer.save(str(staging / "tokenizer.json"))
-        manifest: dict[str, Any] = {
-            "name": model_name(model_path),
-            "source": str(source),
-            "fingerprint": fingerprint(source),
-            "dimension": model.get_embedding_dimension(),
-            "max_seq_length": model.max_seq_length,
-            "inputs": names,
-            "opset": ONNX_OPSET,
-            "export_version": EXPORT_VERSION,
-            "precisions": ["fp32"],
-        }
-        (staging / EXPORT_MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
-        if int8:
-            from onnxruntime.quantization import QuantType, quantize_dynamic
-
-            # Per-channel scales: cosine to fp32 ~0.993 on benchmark questions, against ~0.966 per tensor, same speed.
-            root = logging.getLogger()
-            level = root.level
-            root.setLevel(logging.ERROR)  # its advice to pre-process, which changes nothing for this graph
-            try:
-                quantize_dynamic(
-                    staging / ONNX_FILES["fp32"],
-                    staging / ONNX_FILES["int8"],
-                    weight_type=QuantType.QInt8,
-                    per_channel=True,
-                )
-            finally:
-                root.setLevel(level)
-            manifest["precisions"].append("int8")
-        reference = model.encode(AGREEMENT_TEXTS, normalize_embeddings=True, convert_to_numpy=True)
-        manifest["agreement"] = {
-            precision: agreement(reference, OnnxEmbedder.load(staging, precision=precision).encode(AGREEMENT_TEXTS))
-            for precision in manifest["precisions"]
-        }
-        (staging / EXPORT_MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
-        if directory.exists():
-            shutil.rmtree(directory)
-        staging.rename(directory)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return manifest
-
-
-def agreement(reference: npt.NDArray[np.floating], vectors: npt.NDArray[np.floating]) -> dict[str, float]:
-    """Cosine between matching rows of two sets of unit vectors (mean, min) and the largest component difference."""
-    cosines = np.sum(np.asarray(reference, np.float64) * np.asarray(vectors, np.float64), axis=1)
-    return {
-        "mean_cosine": round(float(cosines.mean()), 6),
-        "min_cosine": round(float(cosines.min()), 6),
-        "max_abs_diff": float(np.abs(np.asarray(reference) - np.asarray(vectors)).max()),
-    }
-
-
-AGREEMENT_TEXTS = [
-    "Who directed the film that won the Academy Award for Best Picture in 1998?",
-    "What is the capital of Australia?",
-    "how do i rotate the api key for the billing service",
-    "Which river flows through both Vienna and Budapest?",
-    "When was the company that makes the PlayStation founded?",
-    "LoRA adapters are small low-rank matrices added to a frozen base model.",
-    "Compare the population of Lagos with that of Cairo.",
-    "error: connection reset by peer while uploading a 2 GB file",
-    "Wer hat die Relativitätstheorie entwickelt?",
-    "Is the sequel longer than the original novel?",
-    "a",
-    "What year did the author of 'The Old Man and the Sea' win the Nobel Prize in Literature, and for which work?",
-]
-
-
 def load_embedder(
     path: Path | None = None,
     *,
@@ -385,5 +265,7 @@ def load_embedder(
     except (EmbedderError, KeyError):
         ready = False
     if not ready:
+        from models.onnx_export import export_onnx  # torch, only when there is no export yet
+
         export_onnx(path, directory, int8=precision == "int8")
     return OnnxEmbedder.load(directory, precision=precision, threads=threads, batch_size=batch_size)

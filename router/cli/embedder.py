@@ -10,7 +10,8 @@ from router.lib.settings import Settings
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    from models.embedder import default_onnx_dir, export_onnx
+    from models.embedder import default_onnx_dir
+    from models.onnx_export import export_onnx
 
     cfg = settings.embedder
     configured = cfg.onnx_dir or default_onnx_dir(cfg.path)

@@ -57,7 +57,7 @@ def handle_http(_: Request[Any, Any, Any], exc: HTTPException) -> Response[dict[
 def handle_router(_: Request[Any, Any, Any], exc: RouterError) -> Response[dict[str, Any]]:
     headers = {"Retry-After": str(RETRY_AFTER_S)} if exc.retryable else None
     if isinstance(exc, NoAnswer):
-        log.warning("no_answer", attempts=exc.attempts)
+        log.warning("answer_failed", attempts=exc.attempts)
         return problem(exc.status_code, str(exc), headers, attempts=exc.attempts)
     return problem(exc.status_code, str(exc), headers)
 

@@ -39,7 +39,7 @@ async def check_models(llm: ChatGenerator) -> str:
         )
     parent = served[ft].get("parent")
     if ft != base and parent not in (None, base):
-        log.warning("adapter_parent_mismatch", ft_model=ft, parent=parent, base_model=base)
+        log.warning("adapter_parent_mismatched", ft_model=ft, parent=parent, base_model=base)
     return "ok"
 
 

@@ -64,7 +64,7 @@ class LiveTuning:
             return False
         if entry.model_version != self.bundle.version:
             log.warning(
-                "thresholds_for_other_model",
+                "thresholds_skipped",
                 version=entry.record.version,
                 model_version=entry.model_version,
                 ours=self.bundle.version,

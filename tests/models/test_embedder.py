@@ -16,9 +16,9 @@ from models.embedder import (
     OnnxEmbedder,
     SentenceTransformerEmbedder,
     default_onnx_dir,
-    export_onnx,
     load_embedder,
 )
+from models.onnx_export import export_onnx
 
 TEXTS = [
     "Who directed the film that won Best Picture in 1998?",
