@@ -67,7 +67,7 @@ def test_errors_say_why_and_exit_non_zero(
     live: LiveService, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     code, _, err = cli(capsys, "set", "--ft", "2")
-    assert code == 1 and "400" in err and "<= 1" in err
+    assert code == 1 and "400" in err and "thresholds.ft: must be at most 1.0" in err
     code, _, err = cli(capsys, "evaluate")  # no traffic yet
     assert code == 1 and "need at least 20" in err
     code, _, err = cli(capsys, "--key", "not-the-key-at-all", "set", "--cost-weight", "0.1")
