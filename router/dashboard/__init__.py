@@ -1,0 +1,1 @@
+"""The operator dashboard (/dashboard) and its static files."""

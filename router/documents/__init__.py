@@ -1,0 +1,1 @@
+"""The knowledge base's documents: ingestion and /v1/documents."""

@@ -1,0 +1,1 @@
+"""Cross-cutting pieces every feature may import; it imports no feature."""
