@@ -134,7 +134,7 @@ def _retryable(status: int) -> bool:
 def _transport_error(exc: httpx.TransportError, url: str) -> Exception:
     if isinstance(exc, httpx.TimeoutException):
         return BackendTimeout(f"LLM server timed out at {url} ({type(exc).__name__})", backend=BACKEND)
-    return BackendUnavailable(f"LLM server unreachable at {url}: {exc or type(exc).__name__}", backend=BACKEND)
+    return BackendUnavailable(f"LLM server unreachable at {url}: {str(exc) or type(exc).__name__}", backend=BACKEND)
 
 
 @dataclass

@@ -8,7 +8,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from backends.errors import ModelNotFound, UpstreamError
+from backends.errors import BackendUnavailable, ModelNotFound, UpstreamError
 from backends.generators import ChatGenerator
 from backends.types import Passage
 from backends.vllm import ChatClient, ChatMessage
@@ -48,10 +48,14 @@ async def test_generator_sends_context_to_the_base_model_for_rag(tiny_llm_server
     assert generation.text
 
 
-async def test_unknown_model_is_an_upstream_error(tiny_llm_server: str) -> None:
-    # transformers serve answers an unknown model with a plain-text 500 (vLLM: a JSON 404, see test_vllm.py)
+async def test_unknown_model_is_a_backend_error(tiny_llm_server: str) -> None:
+    # transformers serve answers an unknown model with a plain-text 500 (vLLM: a JSON 404, see test_vllm.py); once,
+    # in CI on a loaded machine, it closed the connection on every attempt instead: then the client says the server
+    # is unreachable. Either way the router gets a BackendError it falls back on, never an answer.
     async with httpx.AsyncClient(timeout=60) as http:
-        with pytest.raises(UpstreamError) as caught:
+        with pytest.raises((UpstreamError, BackendUnavailable)) as caught:
             await ChatClient(http, tiny_llm_server).chat("no-such-model", MESSAGES, max_tokens=4, temperature=0.0)
-    assert caught.value.status >= 400 and str(caught.value)
-    assert not isinstance(caught.value, ModelNotFound) or caught.value.status == 404
+    assert str(caught.value) and caught.value.backend == "llm"
+    if isinstance(caught.value, UpstreamError):
+        assert caught.value.status >= 400
+        assert not isinstance(caught.value, ModelNotFound) or caught.value.status == 404
