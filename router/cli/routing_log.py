@@ -40,7 +40,7 @@ def _filters(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--since", help="ISO time, e.g. 2026-11-21T10:00:00Z")
     parser.add_argument("--until", help="ISO time")
     parser.add_argument("--route", choices=ROUTES)
-    parser.add_argument("--status", choices=["decided", "answered", "no_answer"])
+    parser.add_argument("--status", choices=["decided", "answered", "no_answer", "client_left"])
     parser.add_argument("--fallback", action=argparse.BooleanOptionalAction, default=None)
     parser.add_argument("--text", help="query text contains")
     parser.add_argument("--json", action="store_true", help="one JSON object per record")

@@ -35,12 +35,13 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
     from models.bundle import load_bundle, load_thresholds
     from router.server.app import create_app
+    from router.server.http import server_config
 
     load_bundle(settings.model.bundle_dir)  # fail fast, with a one-line message naming the file
     load_thresholds(settings.thresholds_path)
     host = args.host or settings.server.host
     port = args.port or settings.server.port
-    uvicorn.run(create_app(settings), host=host, port=port, log_config=None, access_log=False)
+    uvicorn.Server(server_config(create_app(settings), settings.server, host=host, port=port)).run()
     return 0
 
 

@@ -6,6 +6,8 @@
     ├── NoAnswer         every step of the answering plan failed (503, each failure listed in ``attempts``;
                          ``Retry-After`` when they were all saturation or open circuits)
     └── Overloaded       too many queries already wait to be decided (503 with ``Retry-After``)
+    ClientLeft           the client closed the connection before its request arrived whole (499, logged at
+                         info: not a server error)
     ConfigurationError   the settings name something the backends do not have; the service refuses to start
 """
 
@@ -58,3 +60,10 @@ class Overloaded(RouterError):
 
 class ConfigurationError(Exception):
     """The settings name something the backends do not have; the service refuses to start."""
+
+
+class ClientLeft(Exception):
+    """The client closed the connection before its request arrived whole; nobody is left to answer."""
+
+    status_code = 499
+    """nginx's "client closed request": counted apart from the 4xx a client is sent and the 5xx the server causes."""

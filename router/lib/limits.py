@@ -20,8 +20,11 @@ from collections.abc import AsyncGenerator
 from typing import Any
 
 from litestar import Request
+from litestar.connection.base import empty_receive, empty_send
 from litestar.exceptions import ClientException, HTTPException, SerializationException
 from litestar.exceptions.http_exceptions import RequestEntityTooLarge
+
+from router.lib.errors import ClientLeft
 
 MAX_JSON_DEPTH = 32
 """Deepest nesting of objects and arrays a body may have; the deepest wire type needs 5."""
@@ -31,7 +34,21 @@ _JSON_TYPE = re.compile(r"^application/([a-z0-9.+-]+\+)?json$")
 
 
 class LimitedRequest(Request[Any, Any, Any]):
-    """litestar's request, with every limit of a JSON body enforced and explained."""
+    """litestar's request, with every limit of a JSON body enforced and explained, and a client that leaves while
+    sending its body told apart from a server error (:class:`~router.lib.errors.ClientLeft`)."""
+
+    def __init__(self, scope: Any, receive: Any = empty_receive, send: Any = empty_send) -> None:
+        super().__init__(scope, receive, send)
+        self.client_left = False
+        received = self.receive
+
+        async def watched() -> Any:
+            message = await received()
+            if message["type"] == "http.disconnect":
+                self.client_left = True
+            return message
+
+        self.receive = watched
 
     async def stream(self) -> AsyncGenerator[bytes, None]:
         try:
@@ -43,6 +60,10 @@ class LimitedRequest(Request[Any, Any, Any]):
             raise RequestEntityTooLarge(
                 f"the request body is larger than {limit} bytes, this endpoint's limit ({setting})"
             ) from None
+        except HTTPException:  # litestar reports a client gone mid-body as a server error (500)
+            if self.client_left:
+                raise ClientLeft("the client closed the connection before its request body arrived") from None
+            raise
 
     async def json(self) -> Any:
         check_media_type(self.headers.get("content-type"))

@@ -3,6 +3,7 @@
     RouterError          router.lib.errors: InvalidQuery 400, NoAnswer 503, Overloaded 503 (+ Retry-After)
     HTTPException        litestar's own (validation 400, 404, 405, ...), reshaped into the same body
     BackendError         see backends.errors: timeout 504, unavailable 503, upstream 502, retrieval 503
+    ClientLeft           499, logged at info: the client closed the connection mid-request
     Exception            anything else: 500, logged with its traceback, no internals in the body
 
 Body (``application/problem+json``): ``{"type", "title", "status", "detail", "request_id"[, "errors"]}``. The
@@ -21,7 +22,7 @@ from litestar.exceptions import HTTPException
 from litestar.types import ExceptionHandlersMap
 
 from backends.errors import BackendError, BackendTimeout, BackendUnavailable, ModelNotFound, RetrievalError
-from router.lib.errors import RETRY_AFTER_S, NoAnswer, RouterError
+from router.lib.errors import RETRY_AFTER_S, ClientLeft, NoAnswer, RouterError
 from router.lib.logging import current_request_id
 from router.lib.validation import described, field_errors
 
@@ -72,6 +73,15 @@ def handle_backend(_: Request[Any, Any, Any], exc: BackendError) -> Response[dic
     return problem(status, f"{exc.backend} backend failed: {exc}", backend=exc.backend)
 
 
+def handle_client_left(_: Request[Any, Any, Any], exc: ClientLeft) -> Response[dict[str, Any]]:
+    """Nobody reads this answer; its status tells logs and metrics that the client left, not that the server
+    failed."""
+    log.info("client_left", detail=str(exc))
+    body = {"type": "about:blank", "title": "Client Closed Request", "status": exc.status_code, "detail": str(exc),
+            "request_id": current_request_id()}  # fmt: skip
+    return Response(body, status_code=exc.status_code, media_type="application/problem+json")
+
+
 def handle_unexpected(_: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
     log.exception("request_failed", error=type(exc).__name__)
     return problem(500, "internal error; see the service log for this request id")
@@ -81,5 +91,6 @@ EXCEPTION_HANDLERS: ExceptionHandlersMap = {
     HTTPException: handle_http,
     RouterError: handle_router,
     BackendError: handle_backend,
+    ClientLeft: handle_client_left,
     Exception: handle_unexpected,
 }

@@ -44,6 +44,38 @@ class ServerSettings(BaseModel):
         "retrieval.max_document_chars (1,000,000 characters, up to 4 MB of UTF-8, 6 MB JSON-escaped); larger ones "
         "get 413, so a batch of many large documents is split over several requests",
     )
+    max_connections: int = Field(
+        1024,
+        ge=8,
+        description="open HTTP connections the server holds; past it, the oldest connection with no request in "
+        "flight (idle, or still sending its headers) is closed to make room, and when every connection has a request "
+        "in flight the new one gets 503 (router.server.http)",
+    )
+    header_timeout_seconds: float = Field(
+        10.0,
+        gt=0,
+        description="a request's line and headers must arrive within this many seconds of the connection opening "
+        "(or of the previous response on a kept-alive connection); later: 408 and the connection is closed",
+    )
+    body_timeout_seconds: float = Field(
+        60.0,
+        gt=0,
+        description="a request's body must arrive within this many seconds of its headers (a 16 MiB document at "
+        "0.3 MB/s); later, the connection is closed and the request is not served",
+    )
+    keep_alive_seconds: int = Field(
+        5, ge=1, description="an idle kept-alive connection is closed after this many seconds without a new request"
+    )
+    max_header_bytes: int = Field(
+        16_384, ge=1024, description="largest request line and headers together, in bytes; larger: 431"
+    )
+    max_headers: int = Field(100, ge=8, description="most header fields a request may have; more: 431")
+    shutdown_timeout_seconds: float = Field(
+        20.0,
+        gt=0,
+        description="on SIGTERM, requests still running after this many seconds are cancelled (incomplete ones "
+        "are dropped) and the routing log is flushed; keep it under the Deployment's grace period (40 s)",
+    )
     admin_api_key: SecretStr | None = Field(
         None,
         min_length=16,

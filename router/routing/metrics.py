@@ -14,8 +14,10 @@ LLM_STEPS = frozenset(ROUTES)
 """``answered_by`` values that mean an LLM answered (the rest: ``extractive``)."""
 HITS_BUCKETS = (0, 1, 2, 3, 4, 5, 6, 8, 10, 15, 20, 30, 40, 50)
 SCORE_BUCKETS = tuple(round(0.05 * i, 2) for i in range(1, 21))
-OUTCOMES = (("route", "decided"), ("query", "answered"), ("query", "no_answer"))
+OUTCOMES = (("route", "decided"), ("query", "answered"), ("query", "no_answer"), ("query", "client_left"))
 """The ``(endpoint, status)`` pairs a routing record can have; their counters start at zero."""
+ANSWERING = frozenset({"answered", "no_answer"})
+"""Statuses of records whose answering stages (retrieve, generate) ran."""
 
 
 class DecisionMetrics:
@@ -84,7 +86,7 @@ class DecisionMetrics:
         """Stages that ran: retrieve and generate only when answering, retrieve only when passages were fetched."""
         for stage, ms in record.timings_ms().items():
             answering = stage in ("retrieve", "generate")
-            if answering and (record.endpoint == "route" or (stage == "retrieve" and ms <= 0)):
+            if answering and (record.status not in ANSWERING or (stage == "retrieve" and ms <= 0)):
                 continue
             self.stage_seconds.labels(stage).observe(ms / 1000)
 

@@ -22,7 +22,8 @@ from router.routing.schemas import Fallback, GeneratorName, Timings
 log = structlog.get_logger("router.routing.record")
 
 Endpoint = Literal["route", "query"]
-Status = Literal["decided", "answered", "no_answer"]
+Status = Literal["decided", "answered", "no_answer", "client_left"]
+"""``client_left``: a streamed query whose client went away after its decision, before an answer started."""
 STAGES = ("embed", "classify", "retrieve", "generate", "total")
 """The timed stages of a request, in the order they run (``Timings``' fields)."""
 

@@ -12,6 +12,8 @@ from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any
 
+import anyio
+
 from backends.errors import BackendError
 from backends.generators import NO_OPTIONS, ChatOptions, Generation
 from backends.lancedb import filter_predicate
@@ -143,11 +145,15 @@ class RouterService:
         return self._events(walk, start)
 
     async def _events(self, walk: Walk, start: float) -> AsyncIterator[tuple[str, Any]]:
-        yield "decision", self._route_response(walk.decision, _request_id())
         mark = time.perf_counter()
         answerer = self.answerer
         try:
+            yield "decision", self._route_response(walk.decision, _request_id())
             step, (first, rest) = await answerer.walk(walk, lambda s, p: answerer.open_stream(walk, s, p))
+        except (GeneratorExit, anyio.get_cancelled_exc_class()):  # the client left before an answer started
+            timings = _timings(walk, start, mark)
+            self._publish(RoutingRecord("query", "client_left", walk.decision, self.model_version, timings))
+            raise
         except NoAnswer as exc:
             timings = _timings(walk, start, mark)
             self._record_answer(walk, None, 0, timings)

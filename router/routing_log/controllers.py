@@ -64,7 +64,7 @@ class RoutingLogsController(Controller):
         since: FromQuery[str | None] = None,
         until: FromQuery[str | None] = None,
         route: Annotated[str | None, QueryParameter(pattern="^(ft|rag|both)$")] = None,
-        status: Annotated[str | None, QueryParameter(pattern="^(decided|answered|no_answer)$")] = None,
+        status: Annotated[str | None, QueryParameter(pattern="^(decided|answered|no_answer|client_left)$")] = None,
         fallback: FromQuery[bool | None] = None,
         text: Annotated[str | None, QueryParameter(max_length=200)] = None,
         min_ft: Annotated[float | None, QueryParameter(ge=0, le=1)] = None,

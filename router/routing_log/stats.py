@@ -130,7 +130,7 @@ async def window_stats(log: RoutingLog, bundle: Bundle, seconds: int, buckets: i
             }
         )
     stages = {stage: np.asarray(table.column(f"ms_{stage}").to_numpy(), dtype=np.float64) for stage in STAGES}
-    answered = labels(table.column("status")) != "decided"
+    answered = np.isin(labels(table.column("status")), ["answered", "no_answer"])  # the answering stages ran
     latency = {
         stage: percentiles(values if stage in ("embed", "classify", "total") else values[answered])
         for stage, values in stages.items()

@@ -20,8 +20,9 @@ import pytest
 import uvicorn
 
 from router.documents.ingestion import ingest
-from router.lib.settings import Settings
+from router.lib.settings import ServerSettings, Settings
 from router.server.app import create_app
+from router.server.http import server_config
 from router.server.resources import open_store
 
 
@@ -61,10 +62,15 @@ def ingest_corpus(settings: Settings, embedder, corpus: Path) -> None:
 
 
 @contextmanager
-def running(app: Any, timeout: float = 60) -> Iterator[str]:
-    """Serves an ASGI ``app`` with uvicorn in a thread on a free loopback port; yields its base URL."""
+def running(app: Any, timeout: float = 60, server_settings: ServerSettings | None = None) -> Iterator[str]:
+    """Serves an ASGI ``app`` with uvicorn in a thread on a free loopback port; yields its base URL. With
+    ``server_settings``, through the same guarded server configuration as ``router serve``."""
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False))
+    if server_settings is None:
+        config = uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False)
+    else:
+        config = server_config(app, server_settings, host="127.0.0.1", port=port)
+    server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + timeout
@@ -90,7 +96,7 @@ def serve(settings: Settings) -> Iterator[LiveService]:
     for handler in _captures:
         logging.getLogger().addHandler(handler)
     try:
-        with running(app) as url:
+        with running(app, server_settings=settings.server) as url:
             yield LiveService(url=url, settings=settings, log=log)
     finally:
         logging.getLogger().removeHandler(capture)

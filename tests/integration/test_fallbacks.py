@@ -258,3 +258,22 @@ async def test_startup_refuses_a_model_the_server_does_not_serve(fake_url: str, 
     with pytest.raises(ConfigurationError, match=r"does not serve 'typo-ft'.*it serves: base, ft"):
         async with open_resources(settings):
             pass
+
+
+def test_a_stream_cut_after_its_decision_still_gets_a_routing_record(service: LiveService, fake: FakeVLLM) -> None:
+    """The client read the decision and its request id, then left while the model was still thinking: the record
+    is written, with a status that says the client left (not answered, not failed)."""
+    fake.faults.append(("delay", 3))
+    body = {"query": QUESTION, "route": "ft", "stream": True}
+    with httpx.stream("POST", f"{service.url}/v1/query", json=body, timeout=30) as response:
+        request_id = response.headers["x-request-id"]
+        first = next(response.iter_lines())
+        assert first == "event: decision"
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        mine = [e for e in service.events("route_decided") if e.get("request_id") == request_id]
+        if mine:
+            break
+        time.sleep(0.1)
+    assert [e["status"] for e in mine] == ["client_left"], mine
+    assert mine[0]["route"] == "ft" and mine[0]["endpoint"] == "query"

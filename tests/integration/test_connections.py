@@ -1,0 +1,187 @@
+"""The HTTP server's own defences (router.server.http), against a real ``router serve`` process: idle, half-sent and
+slow connections are closed on their deadlines, headers are bounded, a connection flood cannot exhaust the process's
+file descriptors or stop ``/health`` answering, and SIGTERM stops the process on time with a client stuck mid-body,
+flushing the routing log."""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from pathlib import Path
+
+import httpx
+import lancedb
+import pytest
+
+from bench.service import Service, serve
+
+DEADLINES = {
+    "ROUTER_SERVER__HEADER_TIMEOUT_SECONDS": "1.5",
+    "ROUTER_SERVER__BODY_TIMEOUT_SECONDS": "2",
+    "ROUTER_SERVER__KEEP_ALIVE_SECONDS": "1",
+    "ROUTER_SERVER__MAX_CONNECTIONS": "64",
+    "ROUTER_SERVER__SHUTDOWN_TIMEOUT_SECONDS": "3",
+}
+
+
+@pytest.fixture(scope="module")
+def guarded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+    with serve(DEADLINES) as service:
+        yield service
+
+
+@contextmanager
+def connection(service: Service) -> Iterator[socket.socket]:
+    sock = socket.create_connection(("127.0.0.1", service.port), timeout=10)
+    try:
+        yield sock
+    finally:
+        sock.close()
+
+
+def closed_within(sock: socket.socket, seconds: float) -> tuple[bool, bytes]:
+    """Whether the server closed ``sock`` within ``seconds``, and what it sent before."""
+    sock.settimeout(seconds)
+    received = b""
+    deadline = time.monotonic() + seconds
+    with suppress(TimeoutError, ConnectionResetError):
+        while time.monotonic() < deadline:
+            chunk = sock.recv(65536)
+            if not chunk:
+                return True, received
+            received += chunk
+    return False, received
+
+
+def health(service: Service) -> int:
+    return httpx.get(f"http://127.0.0.1:{service.port}/health", timeout=5).status_code
+
+
+@pytest.mark.parametrize(
+    "sent",
+    [b"", b"GET /health HT", b"POST /v1/route HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"],
+    ids=["idle", "partial request line", "partial headers"],
+)
+def test_a_connection_without_complete_headers_is_closed_with_408(guarded: Service, sent: bytes) -> None:
+    with connection(guarded) as sock:
+        sock.sendall(sent)
+        closed, answer = closed_within(sock, 6)
+    assert closed, "the server kept a connection without headers past its deadline"
+    assert answer.startswith(b"HTTP/1.1 408 ") and b"request headers not received within 1.5 s" in answer
+
+
+def test_a_body_that_never_arrives_is_dropped_on_its_deadline(guarded: Service) -> None:
+    head = b"POST /v1/route HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n"
+    with connection(guarded) as sock:
+        sock.sendall(head + b'{"query":')
+        started = time.monotonic()
+        closed, _ = closed_within(sock, 8)
+        waited = time.monotonic() - started
+    assert closed and waited < 6, waited
+    with connection(guarded) as sock:  # one byte every second never completes it either
+        sock.sendall(head)
+        started = time.monotonic()
+        for _ in range(8):
+            try:
+                sock.sendall(b" ")
+            except OSError:
+                break
+            time.sleep(1)
+        assert time.monotonic() - started < 7
+    assert health(guarded) == 200
+
+
+def test_an_idle_kept_alive_connection_is_closed(guarded: Service) -> None:
+    with connection(guarded) as sock:
+        sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        sock.settimeout(5)
+        assert sock.recv(65536).startswith(b"HTTP/1.1 200 ")
+        closed, _ = closed_within(sock, 5)
+    assert closed
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        b"X-Big: " + b"a" * 20_000 + b"\r\n",
+        b"".join(b"X-%d: v\r\n" % i for i in range(150)),
+        b"X-Endless: " + b"a" * 40_000,  # never finished
+    ],
+    ids=["one large header", "too many headers", "a header that never ends"],
+)
+def test_oversized_headers_are_431(guarded: Service, headers: bytes) -> None:
+    with connection(guarded) as sock:
+        sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n" + headers + (b"\r\n" if headers.endswith(b"\r\n") else b""))
+        closed, answer = closed_within(sock, 5)
+    assert closed and answer.startswith(b"HTTP/1.1 431 "), answer[:200]
+    assert b"server.max_header_bytes" in answer
+    assert health(guarded) == 200
+
+
+def test_a_connection_flood_leaves_health_answering(guarded: Service) -> None:
+    """Four times the connection cap, held open without a request: the oldest idle ones are closed to make room,
+    file descriptors stay bounded, and /health answers throughout."""
+    flood: list[socket.socket] = []
+    statuses = []
+    try:
+        for i in range(256):
+            sock = socket.socket()
+            sock.settimeout(5)
+            with suppress(OSError):
+                sock.connect(("127.0.0.1", guarded.port))
+            flood.append(sock)
+            if i % 32 == 31:
+                statuses.append(health(guarded))
+        open_fds = len(list(Path(f"/proc/{guarded.process.pid}/fd").iterdir()))
+    finally:
+        for sock in flood:
+            sock.close()
+    assert statuses == [200] * 8
+    assert open_fds < 64 + 60, open_fds  # the cap, plus the process's own files and sockets
+
+
+def test_sigterm_stops_on_time_with_a_client_stuck_mid_body(tmp_path: Path) -> None:
+    env = DEADLINES | {
+        "ROUTER_SERVER__BODY_TIMEOUT_SECONDS": "120",  # the shutdown deadline, not the body deadline, ends it
+        "ROUTER_ROUTING_LOG__URI": str(tmp_path / "routing-log"),
+        "ROUTER_ROUTING_LOG__FLUSH_SECONDS": "60",
+    }
+    with serve(env) as service:
+        client = httpx.Client(base_url=f"http://127.0.0.1:{service.port}", timeout=30)
+        for i in range(5):
+            assert client.post("/v1/route", json={"query": f"question {i}"}).status_code == 200
+        client.close()
+        with connection(service) as sock:
+            sock.sendall(b'POST /v1/route HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{"query":')
+            time.sleep(0.5)
+            started = time.monotonic()
+            service.process.send_signal(signal.SIGTERM)
+            code = service.process.wait(timeout=30)
+            stopped = time.monotonic() - started
+        log = service.log_file.read_text()
+    assert code in (0, -signal.SIGTERM) and stopped < 10, stopped  # shutdown deadline 3 s; the Deployment's 40 s
+    events = [json.loads(line).get("event") for line in log.splitlines() if line.startswith("{")]
+    assert "Application shutdown complete." in events
+    table = lancedb.connect(str(tmp_path / "routing-log")).open_table("routing_log")
+    assert table.count_rows() == 5  # the five decisions, flushed at the stop
+
+
+def test_a_client_leaving_mid_body_is_not_a_server_error(guarded: Service) -> None:
+    """Any client could inflate the 5xx alert by hanging up mid-body: it is logged at info as 499 instead."""
+    for _ in range(3):
+        with connection(guarded) as sock:
+            sock.sendall(b"POST /v1/route HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n")
+            sock.sendall(b"Content-Length: 100\r\n\r\n" + b'{"query": "who')
+            time.sleep(0.3)
+    time.sleep(1)
+    metrics = httpx.get(f"http://127.0.0.1:{guarded.port}/metrics", timeout=5).text
+    counted = [line for line in metrics.splitlines() if line.startswith("router_http_requests_total{")]
+    assert any('path="/v1/route"' in line and 'status="499"' in line and line.endswith(" 3.0") for line in counted)
+    assert not any('status="500"' in line for line in counted), counted
+    lines = [json.loads(line) for line in guarded.log_file.read_text().splitlines() if line.startswith("{")]
+    left = [line for line in lines if line.get("event") == "request_completed" and line.get("status") == 499]
+    assert len(left) == 3 and {line["level"] for line in left} == {"info"}
