@@ -10,6 +10,9 @@ import argparse
 import sys
 from collections.abc import Sequence
 from types import ModuleType
+from typing import Any
+
+from pydantic import ValidationError
 
 from router.cli import embedder, evaluate, ingest, label, serve, thresholds, train
 from router.cli import routing_log as logs
@@ -36,6 +39,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _setting_error(error: Any) -> str:
+    """One wrong setting: our own validators' words as they are, pydantic's after the setting's name."""
+    if error["type"] == "value_error":
+        return str(error["ctx"]["error"])
+    return f"{'.'.join(map(str, error['loc'])) or 'settings'}: {error['msg']}"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from backends.documents import DocumentError
@@ -52,7 +62,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         InsecureSettings,
     )  # fmt: skip
     try:
-        code: int = COMMANDS[args.command].run(args, get_settings())
+        settings = get_settings()
+    except ValidationError as exc:  # one line per wrong setting, never its value (hide_input_in_errors)
+        wrong = "; ".join(_setting_error(error) for error in exc.errors())
+        print(f"router {args.command}: error: invalid settings: {wrong}", file=sys.stderr)
+        return 2
+    try:
+        code: int = COMMANDS[args.command].run(args, settings)
         return code
     except expected as exc:
         print(f"router {args.command}: error: {exc}", file=sys.stderr)

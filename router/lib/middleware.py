@@ -36,6 +36,12 @@ def _context(scope: Scope) -> dict[str, Any]:
     return state
 
 
+def request_id_of(scope: Scope) -> str:
+    """This request's id: the one the middleware bound, or, for a request no route matched (litestar answers it
+    before any middleware runs), the one its response header will carry."""
+    return str(_context(scope)["request_id"])
+
+
 class RequestContextMiddleware:
     def __init__(self, app: ASGIApp) -> None:
         self.app = app

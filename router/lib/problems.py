@@ -24,6 +24,7 @@ from litestar.types import ExceptionHandlersMap
 from backends.errors import BackendError, BackendTimeout, BackendUnavailable, ModelNotFound, RetrievalError
 from router.lib.errors import RETRY_AFTER_S, ClientLeft, NoAnswer, RouterError
 from router.lib.logging import current_request_id
+from router.lib.middleware import request_id_of
 from router.lib.validation import described, field_errors
 
 log = structlog.get_logger("router.lib.problems")
@@ -37,22 +38,25 @@ BACKEND_STATUS: dict[type[BackendError], int] = {
 }
 
 
-def problem(status: int, detail: str, headers: dict[str, str] | None = None, **extra: Any) -> Response[dict[str, Any]]:
+def problem(
+    status: int, detail: str, headers: dict[str, str] | None = None, *, request_id: str | None = None, **extra: Any
+) -> Response[dict[str, Any]]:
     body = {
         "type": "about:blank",
         "title": HTTPStatus(status).phrase,
         "status": status,
         "detail": detail,
-        "request_id": current_request_id(),
+        "request_id": request_id or current_request_id(),
         **extra,
     }
     return Response(body, status_code=status, media_type="application/problem+json", headers=headers)
 
 
-def handle_http(_: Request[Any, Any, Any], exc: HTTPException) -> Response[dict[str, Any]]:
+def handle_http(request: Request[Any, Any, Any], exc: HTTPException) -> Response[dict[str, Any]]:
     errors = field_errors(exc.extra) if isinstance(exc.extra, list) else exc.extra
     extra = {"errors": errors} if errors else {}
-    return problem(exc.status_code, described(exc.detail, exc.extra), dict(exc.headers or {}) or None, **extra)
+    detail, headers = described(exc.detail, exc.extra), dict(exc.headers or {}) or None
+    return problem(exc.status_code, detail, headers, request_id=request_id_of(request.scope), **extra)
 
 
 def handle_router(_: Request[Any, Any, Any], exc: RouterError) -> Response[dict[str, Any]]:

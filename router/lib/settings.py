@@ -27,6 +27,11 @@ SECRETS_DIR = Path("/run/secrets/router")
 environment variable (``ROUTER_SERVER__ADMIN_API_KEY``), holding the value. A missing directory is no error."""
 
 
+def _padded(key: SecretStr) -> bool:
+    value = key.get_secret_value()
+    return value != value.strip()
+
+
 class ServerSettings(BaseModel):
     host: str = Field("127.0.0.1", description="address `router serve` binds (its --host overrides it)")
     port: int = Field(8000, ge=1, le=65535, description="port `router serve` binds (its --port overrides it)")
@@ -70,6 +75,12 @@ class ServerSettings(BaseModel):
         16_384, ge=1024, description="largest request line and headers together, in bytes; larger: 431"
     )
     max_headers: int = Field(100, ge=8, description="most header fields a request may have; more: 431")
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        description="addresses or networks (CIDR) of reverse proxies whose X-Forwarded-For and X-Forwarded-Proto are "
+        'believed, JSON (["10.0.0.0/8"]); empty = the connection\'s own address is the client (rate limits, logs), '
+        "whatever those headers say; * trusts every peer",
+    )
     shutdown_timeout_seconds: float = Field(
         20.0,
         gt=0,
@@ -78,7 +89,6 @@ class ServerSettings(BaseModel):
     )
     admin_api_key: SecretStr | None = Field(
         None,
-        min_length=16,
         description="key for the admin endpoints (documents, thresholds changes), sent as "
         "'Authorization: Bearer <key>' or 'X-API-Key: <key>'; at least 16 characters; None = they answer 403",
     )
@@ -96,7 +106,13 @@ class ServerSettings(BaseModel):
     @model_validator(mode="after")
     def _client_keys_usable(self) -> ServerSettings:
         seen = {self.admin_api_key.get_secret_value()} if self.admin_api_key else set()
+        if self.admin_api_key and len(self.admin_api_key.get_secret_value()) < 16:
+            raise ValueError("server.admin_api_key: a key needs at least 16 characters")
+        if self.admin_api_key and _padded(self.admin_api_key):
+            raise ValueError("server.admin_api_key has leading or trailing whitespace, which no client would send")
         for name, key in self.client_api_keys.items():
+            if _padded(key):
+                raise ValueError(f"server.client_api_keys[{name!r}] has leading or trailing whitespace")
             if not _CLIENT_NAME.match(name):
                 raise ValueError(f"server.client_api_keys: name {name!r} must be 1-64 of A-Za-z0-9._-")
             if len(key.get_secret_value()) < 16:

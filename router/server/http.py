@@ -178,6 +178,8 @@ def server_config(app: Any, server: ServerSettings, *, host: str, port: int) -> 
         port=port,
         http=protocol_for(server),
         timeout_keep_alive=server.keep_alive_seconds,
+        proxy_headers=bool(server.trusted_proxies),  # uvicorn believes 127.0.0.1 by default: anything on the host
+        forwarded_allow_ips=server.trusted_proxies or None,
         timeout_graceful_shutdown=math.ceil(server.shutdown_timeout_seconds),
         log_config=None,
         access_log=False,

@@ -112,7 +112,9 @@ def test_invalid_json_and_unknown_paths_get_problem_details(http: httpx.Client) 
     assert bad.status_code == 400 and bad.json()["status"] == 400
     missing = http.get("/v1/nothing")
     assert missing.status_code == 404 and missing.json()["title"] == "Not Found"
-    assert missing.headers["x-request-id"]
+    assert missing.headers["x-request-id"] and missing.json()["request_id"] == missing.headers["x-request-id"]
+    wrong_method = http.delete("/v1/route")  # answered before any middleware, like the 404
+    assert wrong_method.status_code == 405 and wrong_method.json()["request_id"] == wrong_method.headers["x-request-id"]
     wrong_method = http.get("/v1/route")
     assert wrong_method.status_code == 405
 

@@ -185,3 +185,26 @@ def test_a_client_leaving_mid_body_is_not_a_server_error(guarded: Service) -> No
     lines = [json.loads(line) for line in guarded.log_file.read_text().splitlines() if line.startswith("{")]
     left = [line for line in lines if line.get("event") == "request_completed" and line.get("status") == 499]
     assert len(left) == 3 and {line["level"] for line in left} == {"info"}
+
+
+def test_forwarded_addresses_are_believed_only_from_configured_proxies() -> None:
+    """Anything on the host could vary X-Forwarded-For to escape the per-IP rate limit when loopback was trusted."""
+    limit = {"ROUTER_RATE_LIMIT__REQUESTS_PER_SECOND": "0.01", "ROUTER_RATE_LIMIT__BURST": "2"}
+    with serve(limit) as service:
+        url = f"http://127.0.0.1:{service.port}/v1/route"
+        statuses = [
+            httpx.post(
+                url, json={"query": "who wrote hamlet"}, headers={"X-Forwarded-For": f"203.0.113.{i}"}
+            ).status_code
+            for i in range(3)
+        ]
+    assert statuses == [200, 200, 429]
+    with serve(limit | {"ROUTER_SERVER__TRUSTED_PROXIES": '["127.0.0.1"]'}) as service:  # behind a proxy on the host
+        url = f"http://127.0.0.1:{service.port}/v1/route"
+        statuses = [
+            httpx.post(
+                url, json={"query": "who wrote hamlet"}, headers={"X-Forwarded-For": f"203.0.113.{i}"}
+            ).status_code
+            for i in range(3)
+        ]
+    assert statuses == [200, 200, 200]  # three clients behind the proxy, each with its own bucket

@@ -504,3 +504,36 @@ def test_the_deploy_files_run_production_and_name_no_weak_key() -> None:
     dockerfile = (ROOT / "deploy/docker/Dockerfile").read_text()
     assert re.search(r"^\s+ROUTER_SERVER__ENVIRONMENT: production$", config, re.M)
     assert re.search(r"ROUTER_SERVER__ENVIRONMENT=production", dockerfile)
+
+
+@pytest.mark.parametrize(
+    ("env", "refusal"),
+    [
+        ({"ROUTER_SERVER__ADMIN_API_KEY": "short-admin"}, "server.admin_api_key: a key needs at least 16 characters"),
+        ({"ROUTER_SERVER__ADMIN_API_KEY": f" {ADMIN_KEY} "}, "server.admin_api_key has leading or trailing whitespace"),
+        (
+            {"ROUTER_SERVER__CLIENT_API_KEYS": f'{{"ui": "{UI_KEY}\\t"}}'},
+            "client_api_keys['ui'] has leading or trailing",
+        ),
+        ({"ROUTER_SERVER__CLIENT_API_KEYS": '{"ui": "short-ui"}'}, "client_api_keys['ui']: a key needs at least 16"),
+    ],
+)
+def test_every_bad_key_is_one_line_and_exit_2(
+    env: dict[str, str], refusal: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """In production as in development: the same exit 2 and one line naming the setting, never a traceback or
+    the key itself."""
+    from router.cli import main
+    from router.lib.settings import get_settings
+
+    monkeypatch.setenv("ROUTER_SERVER__ENVIRONMENT", "production")
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    get_settings.cache_clear()
+    try:
+        assert main(["serve"]) == 2
+    finally:
+        get_settings.cache_clear()
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("router serve: error: invalid settings: ") and refusal in err
+    assert "Traceback" not in err and not any(value.strip().strip("{}") in err for value in env.values())
