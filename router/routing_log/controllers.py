@@ -48,6 +48,15 @@ def _time(value: str | None, name: str) -> datetime | None:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
+def _cursor(value: str | None) -> int | None:
+    """A page cursor: a ``seq`` this service returned, so within the 64-bit column it indexes."""
+    if value is None:
+        return None
+    if int(value) >= 2**63:
+        raise ValidationException(f"cursor {value} is not one this service returned (next_cursor of a page)")
+    return int(value)
+
+
 def _bounds(values: dict[str, float | None]) -> dict[str, float]:
     return {route: value for route, value in values.items() if value is not None}
 
@@ -85,7 +94,7 @@ class RoutingLogsController(Controller):
             text=text,
             min_scores=_bounds({"ft": min_ft, "rag": min_rag, "both": min_both}),
             max_scores=_bounds({"ft": max_ft, "rag": max_rag, "both": max_both}),
-            before_seq=int(cursor) if cursor else None,
+            before_seq=_cursor(cursor),
         )
         log = _log(routing_log)
         await log.flush()  # what was decided before this call is listed

@@ -239,3 +239,17 @@ def test_error_responses_are_documented_in_the_openapi_schema(client: httpx.Clie
     assert {"401", "403"} <= set(paths["/v1/documents"]["post"]["responses"])
     chat = paths["/v1/chat/completions"]["post"]["responses"]
     assert "application/json" in chat["400"]["content"] and "text/event-stream" in chat["200"]["content"]
+
+
+@pytest.mark.parametrize(
+    ("path", "reason"),
+    [
+        ("/v1/routing-logs?cursor=9999999999999999999", "cursor 9999999999999999999 is not one this service returned"),
+        ("/v1/routing-logs?limit=0", "limit: must be at least 1"),
+        ("/v1/stats?window=99999999d", "window must be between 60 s and 90 days"),
+        ("/v1/routing-logs?min_ft=nan", "min_ft: must be at least 0"),
+    ],
+)
+def test_query_parameters_are_bounded_at_the_edge(client: httpx.Client, path: str, reason: str) -> None:
+    """Numbers the parser takes but the code behind cannot use are 400 at the edge, never a 500 from deep inside."""
+    problem(client.get(path, headers=ADMIN), 400, reason)
