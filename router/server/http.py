@@ -112,12 +112,14 @@ class GuardedHttpTools(HttpToolsProtocol):
     def data_received(self, data: bytes) -> None:
         if self.transport.is_closing():
             return
-        if self._in_head:
-            self._head_bytes += len(data)
-            if self._head_bytes > self.server_settings.max_header_bytes * 2:  # a head that never ends
-                self._refuse(431, self._too_large())
-                return
+        in_head = self._in_head
         super().data_received(data)
+        if in_head and self._in_head and not self.transport.is_closing():
+            # still no end of the head: bytes of an unfinished line or field count too, so a head that never ends
+            # is refused before the parser buffers it all (a body arriving with its head is not counted)
+            self._head_bytes += len(data)
+            if self._head_bytes > self.server_settings.max_header_bytes * 2:
+                self._refuse(431, self._too_large())
 
     def _too_large(self) -> str:
         s = self.server_settings

@@ -216,3 +216,15 @@ def test_forwarded_addresses_are_believed_only_from_configured_proxies() -> None
             for i in range(3)
         ]
     assert statuses == [200, 200, 200]  # three clients behind the proxy, each with its own bucket
+
+
+def test_a_body_arriving_with_its_headers_is_not_counted_as_headers(guarded: Service) -> None:
+    """One write holding the head and a 200 kB body (what a client's TCP stack often delivers) is a request, not
+    an oversized head."""
+    body = json.dumps({"query": "x" * 200_000}).encode()
+    head = b"POST /v1/route HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n"
+    with connection(guarded) as sock:
+        sock.sendall(head % len(body) + body)
+        sock.settimeout(10)
+        answer = sock.recv(65536)
+    assert answer.startswith(b"HTTP/1.1 400 ") and b"query is 200000 characters" in answer, answer[:300]
