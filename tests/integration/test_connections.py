@@ -225,6 +225,20 @@ def test_a_body_arriving_with_its_headers_is_not_counted_as_headers(guarded: Ser
     head = b"POST /v1/route HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n"
     with connection(guarded) as sock:
         sock.sendall(head % len(body) + body)
-        sock.settimeout(10)
-        answer = sock.recv(65536)
+        answer = response(sock)
     assert answer.startswith(b"HTTP/1.1 400 ") and b"query is 200000 characters" in answer, answer[:300]
+
+
+def response(sock: socket.socket) -> bytes:
+    """One whole HTTP response read from ``sock`` (its head, then Content-Length bytes of body)."""
+    sock.settimeout(10)
+    received = b""
+    while b"\r\n\r\n" not in received:
+        received += sock.recv(65536)
+    head, _, body = received.partition(b"\r\n\r\n")
+    length = next(
+        int(line.split(b":")[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:")
+    )
+    while len(body) < length:
+        body += sock.recv(65536)
+    return head + b"\r\n\r\n" + body
