@@ -33,6 +33,11 @@ from router.lib.settings import ServerSettings
 log = structlog.get_logger("router.server.http")
 
 
+REPORT_EVERY_S = 1.0
+_FLOOD_COUNTS: dict[str, float] = {}
+"""Evictions and refusals since the last warning, and when it was logged (this process)."""
+
+
 class HeadersTooLarge(Exception):
     """Raised inside the parser to stop it; answered 431."""
 
@@ -70,12 +75,20 @@ class GuardedHttpTools(HttpToolsProtocol):
     def _make_room(self) -> None:
         idle = [c for c in self.connections if isinstance(c, GuardedHttpTools) and c is not self and not c._busy()]
         if idle:
-            oldest = min(idle, key=lambda c: c.opened_at)
-            log.warning("connection_evicted", reason="server.max_connections", open=len(self.connections))
-            oldest.transport.close()
+            min(idle, key=lambda c: c.opened_at).transport.close()
+            self._report("connection_evicted")
             return
-        log.warning("connection_refused", reason="server.max_connections", open=len(self.connections))
+        self._report("connection_refused")
         self._refuse(503, "too many connections; retry in a moment")
+
+    def _report(self, event: str) -> None:
+        """One warning a second at most, with how many there were: a flood must not flood the log too."""
+        counts = _FLOOD_COUNTS
+        counts[event] = counts.get(event, 0) + 1
+        now = self.loop.time()
+        if now - counts.get("_logged_at", -REPORT_EVERY_S) >= REPORT_EVERY_S:
+            log.warning(event, reason="server.max_connections", open=len(self.connections), since_last=counts[event])
+            counts[event], counts["_logged_at"] = 0, now
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()

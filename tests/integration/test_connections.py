@@ -142,6 +142,9 @@ def test_a_connection_flood_leaves_health_answering(guarded: Service) -> None:
             sock.close()
     assert statuses == [200] * 8
     assert open_fds < 64 + 60, open_fds  # the cap, plus the process's own files and sockets
+    events = [json.loads(line) for line in guarded.log_file.read_text().splitlines() if line.startswith("{")]
+    evicted = [e for e in events if e.get("event") == "connection_evicted"]
+    assert 1 <= len(evicted) <= 10, len(evicted)  # about 190 evictions, reported once a second, not each
 
 
 def test_sigterm_stops_on_time_with_a_client_stuck_mid_body(tmp_path: Path) -> None:
