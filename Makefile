@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 PIP_VERSION := 26.3
-LOCK   := requirements/dev.txt
+LOCK   := requirements/dev.lock
 STAMP  := $(VENV)/.stamp-$(shell cat $(LOCK) pyproject.toml | cksum | cut -d' ' -f1)
 ONNX   := $(VENV)/.onnx-exported
 OUTCOMES ?= ../shared/data/adarague/outcomes.jsonl
@@ -29,9 +29,9 @@ $(ONNX): $(STAMP)
 	$(BIN)/router embedder export
 	@touch $@
 
-setup: $(STAMP) $(ONNX) ## create .venv from the lock (requirements/dev.txt, CPU torch), export the embedder to ONNX
+setup: $(STAMP) $(ONNX) ## create .venv from the lock (requirements/dev.lock, CPU torch), export the embedder to ONNX
 
-lock: $(STAMP) ## re-resolve pyproject.toml into requirements/{dev,train,serve}.txt; run it after changing dependencies
+lock: $(STAMP) ## re-resolve pyproject.toml into requirements/{dev,train,serve}.lock; run it after changing dependencies
 	$(BIN)/python requirements/lock.py
 
 check-lock: ## fail when pyproject.toml's requirements and the lock disagree (CI runs it)

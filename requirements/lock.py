@@ -4,11 +4,11 @@
 --report``), so the resolution is the one pip makes on this machine, the local CPU wheel of torch included, and
 writes three files from one resolution:
 
-    dev.txt     the project with every extra (serving, ``[train]``, ``[dev]``): what ``make setup`` and CI install
-    train.txt   serving and ``[train]``: the Docker build stage (the ONNX export)
-    serve.txt   serving only (the base dependencies, no torch): the runtime image, a serve-only install
+    dev.lock     the project with every extra (serving, ``[train]``, ``[dev]``): what ``make setup`` and CI install
+    train.lock   serving and ``[train]``: the Docker build stage (the ONNX export)
+    serve.lock   serving only (the base dependencies, no torch): the runtime image, a serve-only install
 
-``train.txt`` and ``serve.txt`` are resolved under ``dev.txt``'s versions, so the three never disagree. Each file
+``train.lock`` and ``serve.lock`` are resolved under ``dev.lock``'s versions, so the three never disagree. Each file
 starts with a digest of ``pyproject.toml``'s requirements; ``python requirements/lock.py --check`` (``make
 check-lock``, run by CI) fails when the digest or any requirement no longer matches, that is, when someone changed
 the dependencies and did not run ``make lock``.
@@ -34,7 +34,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 HERE = ROOT / "requirements"
 LOCKS = {"dev": ".[dev]", "train": ".[train]", "serve": "."}
-"""Lock file (``requirements/<name>.txt``) -> what it installs."""
+"""Lock file (``requirements/<name>.lock``) -> what it installs."""
 PROJECT = "adaptive-query-router"
 _DIGEST = re.compile(r"^# pyproject-requirements: sha256=([0-9a-f]{64})$", re.M)
 _PIN = re.compile(r"^([A-Za-z0-9._-]+)==(\S+)", re.M)
@@ -70,7 +70,7 @@ def render(name: str, installs: list[dict], digest: str) -> str:
     lines = [
         f"# The lock of {LOCKS[name]!r}, written by `make lock` (requirements/lock.py) from pyproject.toml.",
         f"# pyproject-requirements: sha256={digest}",
-        "# Install with: pip install --require-hashes -r requirements/" + name + ".txt && pip install --no-deps .",
+        "# Install with: pip install --require-hashes -r requirements/" + name + ".lock && pip install --no-deps .",
     ]
     for item in sorted(installs, key=lambda i: normalise(i["metadata"]["name"])):
         meta, download = item["metadata"], item["download_info"]
@@ -91,8 +91,8 @@ def write() -> None:
     versions = {normalise(i["metadata"]["name"]): i["metadata"]["version"] for i in dev}
     for name in LOCKS:
         installs = dev if name == "dev" else resolve(LOCKS[name], versions)
-        (HERE / f"{name}.txt").write_text(render(name, installs, digest))
-        print(f"requirements/{name}.txt: {len(installs)} packages")
+        (HERE / f"{name}.lock").write_text(render(name, installs, digest))
+        print(f"requirements/{name}.lock: {len(installs)} packages")
 
 
 def check(root: Path = ROOT) -> list[str]:
@@ -107,12 +107,12 @@ def check(root: Path = ROOT) -> list[str]:
     digest = requirements_digest(root / "pyproject.toml")
     project = tomllib.loads((root / "pyproject.toml").read_text())["project"]
     extras = project.get("optional-dependencies", {})
-    dev = pins((here / "dev.txt").read_text()) if (here / "dev.txt").is_file() else {}
+    dev = pins((here / "dev.lock").read_text()) if (here / "dev.lock").is_file() else {}
     wanted = {"dev": [*project["dependencies"], *(r for reqs in extras.values() for r in reqs)],
               "train": [*project["dependencies"], *extras.get("train", [])],
               "serve": project["dependencies"]}  # fmt: skip
     for name, requirements in wanted.items():
-        path = here / f"{name}.txt"
+        path = here / f"{name}.lock"
         if not path.is_file():
             problems.append(f"{path.relative_to(root)} is missing: run `make lock`")
             continue
@@ -131,7 +131,7 @@ def check(root: Path = ROOT) -> list[str]:
             elif not requirement.specifier.contains(version, prereleases=True):
                 problems.append(f"{path.relative_to(root)} pins {requirement.name}=={version}, outside {line!r}")
         problems += [
-            f"{path.relative_to(root)} pins {package}=={version} but dev.txt has {dev[package]}"
+            f"{path.relative_to(root)} pins {package}=={version} but dev.lock has {dev[package]}"
             for package, version in locked.items()
             if package in dev and dev[package] != version
         ]
@@ -141,12 +141,12 @@ def check(root: Path = ROOT) -> list[str]:
 
 
 def check_environment(lock: str = "dev") -> list[str]:
-    """What this interpreter's environment has that differs from ``requirements/<lock>.txt``: a locked package
+    """What this interpreter's environment has that differs from ``requirements/<lock>.lock``: a locked package
     missing or at another version, or a package the lock does not name (the project itself and what every new
     virtualenv starts with aside)."""
     from importlib import metadata
 
-    locked = pins((HERE / f"{lock}.txt").read_text())
+    locked = pins((HERE / f"{lock}.lock").read_text())
     installed = {normalise(d.metadata["Name"]): d.version for d in metadata.distributions()}
     problems = [
         f"{name}=={version} is locked but {installed.get(name, 'not installed')} is installed"
@@ -167,7 +167,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--check", action="store_true", help="fail when pyproject.toml and the lock disagree")
     parser.add_argument(
-        "--check-env", metavar="LOCK", help="fail when this environment is not exactly requirements/LOCK.txt"
+        "--check-env", metavar="LOCK", help="fail when this environment is not exactly requirements/LOCK.lock"
     )
     args = parser.parse_args()
     if args.check:

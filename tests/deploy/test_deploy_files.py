@@ -457,14 +457,14 @@ def test_dockerfile_builds_what_the_service_needs(app_routes: dict[str, set[str]
     build, runtime = stages(text)["build"], stages(text)["runtime"]
     runs = [args for instruction, args in build if instruction == "RUN"]
     # both virtualenvs from the lock, hashes required: the export tools with CPU torch, the runtime without torch
-    (export_env,) = [run for run in runs if "requirements/train.txt" in run]
+    (export_env,) = [run for run in runs if "requirements/train.lock" in run]
     assert "--require-hashes" in export_env and "download.pytorch.org/whl/cpu" in export_env
     pinned = re.search(r'"torch==([^"]+)"', (ROOT / "pyproject.toml").read_text())
-    locked = (ROOT / "requirements/train.txt").read_text()
+    locked = (ROOT / "requirements/train.lock").read_text()
     assert pinned and re.search(rf"^torch=={re.escape(pinned[1])}\+cpu ", locked, re.M)
-    (serve_env,) = [run for run in runs if "requirements/serve.txt" in run]
+    (serve_env,) = [run for run in runs if "requirements/serve.lock" in run]
     assert "--require-hashes" in serve_env and "/opt/venv/bin/pip" in serve_env
-    assert not re.search(r"^(torch|sentence-transformers)==", (ROOT / "requirements/serve.txt").read_text(), re.M)
+    assert not re.search(r"^(torch|sentence-transformers)==", (ROOT / "requirements/serve.lock").read_text(), re.M)
     # the project itself goes in without resolving (--no-deps), after the locked sets
     (project,) = [run for run in runs if "pip wheel" in run]
     assert project.count("--no-deps") == 3 and runs.index(serve_env) < runs.index(project)

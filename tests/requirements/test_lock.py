@@ -36,18 +36,18 @@ def test_a_requirement_changed_without_relocking_is_named(tmp_path: Path) -> Non
     assert '"structlog>=26.1",' in text
     pyproject.write_text(text.replace('"structlog>=26.1",', '"structlog>=99", "left-pad>=1",'))
     problems = lock_module().check(root)
-    assert any("serve.txt was locked from other requirements" in p for p in problems), problems
+    assert any("serve.lock was locked from other requirements" in p for p in problems), problems
     assert any("pins structlog==" in p and "outside 'structlog>=99'" in p for p in problems), problems
     assert any("lacks left-pad" in p for p in problems), problems
 
 
 def test_a_pin_without_its_hash_or_a_missing_lock_is_named(tmp_path: Path) -> None:
     root = copy_project(tmp_path)
-    serve = root / "requirements" / "serve.txt"
+    serve = root / "requirements" / "serve.lock"
     lines = serve.read_text().splitlines()
     hashed = next(i for i, line in enumerate(lines) if line.strip().startswith("--hash="))
     serve.write_text("\n".join([*lines[: hashed - 1], lines[hashed - 1].removesuffix(" \\"), *lines[hashed + 1 :]]))
-    (root / "requirements" / "train.txt").unlink()
+    (root / "requirements" / "train.lock").unlink()
     problems = lock_module().check(root)
-    assert "requirements/serve.txt: every pin needs its --hash" in problems, problems
-    assert "requirements/train.txt is missing: run `make lock`" in problems, problems
+    assert "requirements/serve.lock: every pin needs its --hash" in problems, problems
+    assert "requirements/train.lock is missing: run `make lock`" in problems, problems
